@@ -1,0 +1,53 @@
+"""asyncwait: Apache Flink's Async I/O for Python.
+
+Enrich a stream from external systems with bounded concurrency, ordered, unordered or
+key-ordered output, watermarks, per-element timeouts, retries and snapshots.
+"""
+
+from . import retry as retry
+from .elements import Record as Record
+from .elements import StreamElement as StreamElement
+from .elements import Watermark as Watermark
+from .errors import AsyncFunctionError as AsyncFunctionError
+from .errors import AsyncTimeoutError as AsyncTimeoutError
+from .errors import AsyncWaitError as AsyncWaitError
+from .errors import ClosedError as ClosedError
+from .errors import ConfigError as ConfigError
+from .errors import InternalError as InternalError
+from .function import AsyncFunction as AsyncFunction
+from .function import RuntimeContext as RuntimeContext
+from .function import threaded as threaded
+from .metrics import Metrics as Metrics
+from .operator import AsyncWaitOperator as AsyncWaitOperator
+from .operator import OperatorStatistics as OperatorStatistics
+from .operator import OutputMode as OutputMode
+from .retry import NO_RETRY as NO_RETRY
+from .waits import key_ordered_wait as key_ordered_wait
+from .waits import ordered_wait as ordered_wait
+from .waits import unordered_wait as unordered_wait
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NO_RETRY",
+    "AsyncFunction",
+    "AsyncFunctionError",
+    "AsyncTimeoutError",
+    "AsyncWaitError",
+    "AsyncWaitOperator",
+    "ClosedError",
+    "ConfigError",
+    "InternalError",
+    "Metrics",
+    "OperatorStatistics",
+    "OutputMode",
+    "Record",
+    "RuntimeContext",
+    "StreamElement",
+    "Watermark",
+    "key_ordered_wait",
+    "ordered_wait",
+    "retry",
+    "threaded",
+    "unordered_wait",
+]

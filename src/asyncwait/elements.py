@@ -1,0 +1,41 @@
+"""Stream elements: records carrying values and watermarks carrying event-time progress.
+
+Event time is ``int`` milliseconds everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
+
+__all__ = ("Record", "StreamElement", "Watermark")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Record(Generic[T]):
+    """A value travelling through a stream, with an optional event-time timestamp (ms).
+
+    Outputs produced for an input record carry the input's timestamp.
+
+    >>> Record("user_1", timestamp=1_465_196_622_000).timestamp
+    1465196622000
+    """
+
+    value: T
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """Event-time progress: no later record will have a timestamp ``<=`` this one.
+
+    >>> Watermark(5_000).timestamp
+    5000
+    """
+
+    timestamp: int
+
+
+StreamElement: TypeAlias = Record[Any] | Watermark

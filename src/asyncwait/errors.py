@@ -1,0 +1,73 @@
+"""Every exception asyncwait raises.
+
+The hierarchy::
+
+    AsyncWaitError                  base of everything below
+    ├── AsyncTimeoutError           an element's deadline passed (also a TimeoutError)
+    ├── AsyncFunctionError          an element failed; .record is its input, __cause__ the reason
+    ├── ConfigError                 a bad option or job file (also a ValueError)
+    ├── ClosedError                 our code closed the operator, then it was used again
+    └── InternalError               a broken invariant: a bug in asyncwait
+
+*Closed* (:class:`ClosedError`, we closed it) is kept apart from *broken*
+(:class:`AsyncFunctionError`, the outside world failed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .elements import Record
+
+__all__ = (
+    "AsyncFunctionError",
+    "AsyncTimeoutError",
+    "AsyncWaitError",
+    "ClosedError",
+    "ConfigError",
+    "InternalError",
+)
+
+_REPR_LIMIT = 200
+
+
+def _short_repr(value: object) -> str:
+    """Return ``repr(value)`` cut to a length that keeps error messages readable."""
+    text = repr(value)
+    if len(text) > _REPR_LIMIT:
+        text = text[: _REPR_LIMIT - 3] + "..."
+    return text
+
+
+class AsyncWaitError(Exception):
+    """Base class of every exception raised by asyncwait."""
+
+
+class AsyncTimeoutError(AsyncWaitError, TimeoutError):
+    """An element did not complete before its deadline and ``timeout()`` did not recover it."""
+
+
+class AsyncFunctionError(AsyncWaitError):
+    """An element failed; the operator is now in the failed state.
+
+    Attributes:
+        record: the input record whose processing failed (``None`` when the failure came from
+            outside any element, e.g. the downstream ``emit`` raised).
+    """
+
+    def __init__(self, message: str, record: Record[Any] | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class ConfigError(AsyncWaitError, ValueError):
+    """A bad option or job file; the message names the field, its source and what is allowed."""
+
+
+class ClosedError(AsyncWaitError):
+    """The object was closed by asyncwait (or by the user) and cannot be used any more."""
+
+
+class InternalError(AsyncWaitError):
+    """A broken invariant: a bug in asyncwait; please report it."""
