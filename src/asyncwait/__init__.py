@@ -11,6 +11,7 @@ from .elements import Watermark as Watermark
 from .errors import AsyncFunctionError as AsyncFunctionError
 from .errors import AsyncTimeoutError as AsyncTimeoutError
 from .errors import AsyncWaitError as AsyncWaitError
+from .errors import BadInputError as BadInputError
 from .errors import ClosedError as ClosedError
 from .errors import ConfigError as ConfigError
 from .errors import InternalError as InternalError
@@ -35,6 +36,7 @@ __all__ = [
     "AsyncTimeoutError",
     "AsyncWaitError",
     "AsyncWaitOperator",
+    "BadInputError",
     "ClosedError",
     "ConfigError",
     "InternalError",

@@ -6,6 +6,8 @@ The hierarchy::
     ├── AsyncTimeoutError           an element's deadline passed (also a TimeoutError)
     ├── AsyncFunctionError          an element failed; .record is its input, __cause__ the reason
     ├── ConfigError                 a bad option or job file (also a ValueError)
+    ├── BadInputError               one malformed input (bad line, missing key, wrong type);
+    │                               the runtime routes it to the errors file (also a ValueError)
     ├── ClosedError                 our code closed the operator, then it was used again
     └── InternalError               a broken invariant: a bug in asyncwait
 
@@ -24,6 +26,7 @@ __all__ = (
     "AsyncFunctionError",
     "AsyncTimeoutError",
     "AsyncWaitError",
+    "BadInputError",
     "ClosedError",
     "ConfigError",
     "InternalError",
@@ -63,6 +66,32 @@ class AsyncFunctionError(AsyncWaitError):
 
 class ConfigError(AsyncWaitError, ValueError):
     """A bad option or job file; the message names the field, its source and what is allowed."""
+
+
+class BadInputError(AsyncWaitError, ValueError):
+    """One input element is malformed: a bad line, a missing key, a wrong type.
+
+    The dataflow runtime routes such elements to the errors file (source, line, raw text,
+    reason) and goes on, up to ``max_errors``; anywhere else it is an ordinary failure.
+
+    Attributes:
+        source: where the element came from (a file path, ``"stdin"``, an operator name).
+        line: its 1-based line number in ``source``, when known.
+        raw: the raw text of the element, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        raw: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+        self.raw = raw
 
 
 class ClosedError(AsyncWaitError):
