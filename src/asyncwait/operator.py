@@ -216,6 +216,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._idle_workers: list[asyncio.Future[None]] = []
         self._waking = 0
         self._worker_active = False  # a worker runs its synchronous span right now
+        self._calls_suspend = False  # whether the latest call suspended (see _start)
         self._in_flight = 0
         self._admitted = 0
         self._emitted = 0
@@ -466,10 +467,15 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         entry.attempt += 1
         self._ready.append(entry)
         # A worker inside its synchronous span takes the entry itself before it next
-        # suspends; otherwise one woken worker is enough: if its call suspends, it wakes
-        # others for whatever is left (see _dispatch).
-        if not self._worker_active and not self._waking:
-            self._wake_worker()
+        # suspends. Otherwise, when calls have been completing without suspending, one
+        # woken worker is enough (if its call does suspend, it wakes others for whatever is
+        # left, see _dispatch); when they suspend, wake one worker per ready entry now
+        # rather than one loop iteration later.
+        if not self._worker_active:
+            if self._calls_suspend:
+                self._dispatch()
+            elif not self._waking:
+                self._wake_worker()
 
     def _wake_worker(self) -> bool:
         self._waking += 1
@@ -521,12 +527,15 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                                 yielded = awaitable.send(None)
                             except StopIteration as stop:
                                 result = stop.value
+                                self._calls_suspend = False
                             else:
+                                self._calls_suspend = True
                                 self._dispatch()
                                 self._worker_active = False
                                 result = await _resume(awaitable, yielded)
                                 self._worker_active = True
                         else:
+                            self._calls_suspend = True
                             self._dispatch()
                             self._worker_active = False
                             result = await awaitable
@@ -554,6 +563,14 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 self._worker_active = False
                 if self._state is not _State.OPEN:
                     break
+                if self._calls_suspend:
+                    # The slots this worker freed wake the feeder in the next iteration:
+                    # yield once, behind it, to take its new entries without a wake-up.
+                    self._waking += 1
+                    await asyncio.sleep(0)
+                    self._waking -= 1
+                    if ready:
+                        continue
                 idle = loop.create_future()
                 self._idle_workers.append(idle)
                 await idle
@@ -760,20 +777,24 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._emitting = True
         queue = self._queue
         emit = self._emit
+        raw = self._raw
         try:
             while (entry := queue.pop_completed()) is not None:
-                emissions = self._emissions(entry)
-                for i, element in enumerate(emissions):
+                emissions = entry.outputs if raw else self._emissions(entry)
+                for i, element in enumerate(emissions, 1):
                     pending = emit(element)
                     if pending is not None:
                         # Hand the rest over to a task that awaits; _emitting stays True.
                         self._emitting_entry = entry
                         assert self._loop is not None  # state OPEN implies open() set it
                         self._emitter = self._loop.create_task(
-                            self._emit_awaiting(pending, emissions, i + 1, entry)
+                            self._emit_awaiting(pending, emissions, i, entry)
                         )
                         return
-                self._release(entry)
+                self._emitted += 1
+                space = self._space
+                if space is not None and not space.done():
+                    space.set_result(None)
         except Exception as exc:
             self._emitting = False
             self._break_emit(exc)

@@ -50,6 +50,10 @@ class EntryState(enum.Enum):
     DONE = "done"  # final: outputs ready to emit (watermarks start here)
     FAILED = "failed"  # final: emits nothing, frees its slot
 
+    # Members are singletons compared by identity; Enum's default hash is Python code and
+    # runs several times per element on the hot path.
+    __hash__ = object.__hash__
+
 
 _MOVES: dict[EntryState, frozenset[EntryState]] = {
     EntryState.WAITING: frozenset({EntryState.RUNNING, EntryState.TIMING_OUT}),
