@@ -1,0 +1,50 @@
+"""The documentation's examples run as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Pages whose every ```python block is a complete program.
+RUNNABLE_PAGES = ["docs/concepts.md"]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+def _blocks() -> list[tuple[str, str]]:
+    found = []
+    for page in RUNNABLE_PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.S)):
+            found.append((f"{page}#{i}", block))
+    return found
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.parametrize(("where", "code"), _blocks(), ids=lambda v: v if "#" in v else "")
+def test_doc_block_runs(where: str, code: str, tmp_path: Path) -> None:
+    script = tmp_path / "block.py"
+    script.write_text(code, encoding="utf-8")
+    done = _run([str(script)], tmp_path)
+    assert done.returncode == 0, f"{where} failed:\n{done.stderr}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_runs(example: Path, tmp_path: Path) -> None:
+    done = _run([str(example)], tmp_path)
+    assert done.returncode == 0, f"{example.name} failed:\n{done.stderr}"
+    assert done.stdout.strip(), f"{example.name} printed nothing"
+
+
+def test_there_are_examples() -> None:
+    assert len(_blocks()) >= 5
+    assert len(EXAMPLES) >= 3
