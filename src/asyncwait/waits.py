@@ -10,9 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+)
 from typing import Any, TypeVar, final
 
+from .function import AsyncFunction
 from .operator import AsyncWaitOperator, OutputMode
 from .retry import NO_RETRY, RetryStrategy
 
@@ -116,7 +124,7 @@ async def _run(
 
 def ordered_wait(
     source: Iterable[IN] | AsyncIterable[IN],
-    function: Any,
+    function: AsyncFunction[IN, OUT] | Callable[[IN], Awaitable[OUT]],
     *,
     capacity: int = 100,
     timeout: float | None = None,
@@ -144,7 +152,7 @@ def ordered_wait(
 
 def unordered_wait(
     source: Iterable[IN] | AsyncIterable[IN],
-    function: Any,
+    function: AsyncFunction[IN, OUT] | Callable[[IN], Awaitable[OUT]],
     *,
     capacity: int = 100,
     timeout: float | None = None,
@@ -169,7 +177,7 @@ def unordered_wait(
 
 def key_ordered_wait(
     source: Iterable[IN] | AsyncIterable[IN],
-    function: Any,
+    function: AsyncFunction[IN, OUT] | Callable[[IN], Awaitable[OUT]],
     *,
     key: Callable[[IN], Hashable],
     capacity: int = 100,
