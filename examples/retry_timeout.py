@@ -30,8 +30,7 @@ async def main() -> None:
         10, 0.01, 0.2, jitter=0.5, on_exception=retry.exception_type(ConnectionError)
     )
     rows = [
-        row
-        async for row in ordered_wait(range(100), FlakyProfile(), retry=policy, timeout=0.5)
+        row async for row in ordered_wait(range(100), FlakyProfile(), retry=policy, timeout=0.5)
     ]
     assert [row["id"] for row in rows] == list(range(100))
     print(sum(row["tier"] == "unknown" for row in rows), "lookups fell back after the timeout")

@@ -308,7 +308,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             raise TypeError(msg)
         value = record.value
         key = None if self._key is None else self._key_of(value, record)
-        if len(self._queue) >= self._capacity:
+        # An entry whose awaitable emit is still pending holds its slot too.
+        if len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
             await self._wait_for_space(record)
         self._admit(QueueEntry(record, value, key))
 
@@ -321,7 +322,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 f"{self.name}: process_watermark() takes a Watermark, got {_short_repr(watermark)}"
             )
             raise TypeError(msg)
-        if len(self._queue) >= self._capacity:
+        if len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
             await self._wait_for_space(watermark)
         entry = QueueEntry.watermark(watermark)
         self._admitted += 1
@@ -366,7 +367,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         """Return the current counters."""
         return OperatorStatistics(
             in_flight=self._in_flight,
-            queued=len(self._queue),
+            queued=len(self._queue) + (self._emitting_entry is not None),
             capacity=self._capacity,
             emitted=self._emitted,
             retries=self._retries,
@@ -392,7 +393,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         """Admit ``value`` if a slot is free; False when full."""
         if self._state is not _State.OPEN or self._failure is not None:
             self._raise_state()
-        if len(self._queue) >= self._capacity:
+        if len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
             return False
         key = None if self._key is None else self._key_of(value, None)
         self._admit(QueueEntry(None, value, key))
@@ -423,7 +424,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         assert loop is not None  # state OPEN implies open() set the loop
         self._blocked = element
         try:
-            while len(self._queue) >= self._capacity:
+            while len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
                 fut = self._space
                 if fut is None or fut.done():
                     fut = self._space = loop.create_future()
@@ -540,10 +541,18 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                             self._worker_active = False
                             result = await awaitable
                             self._worker_active = True
-                    except asyncio.CancelledError:
+                    except asyncio.CancelledError as exc:
                         self._worker_active = True
-                        if self._state is not _State.OPEN or entry.task is me:
-                            raise  # close(), or not a cancellation of this element
+                        if self._state is not _State.OPEN:
+                            raise  # close()
+                        if entry.task is me:
+                            if me.cancelling():
+                                raise  # not a cancellation of this element
+                            # Nobody cancelled us: the call raised CancelledError of its
+                            # own (e.g. it awaited a future someone else cancelled).
+                            entry.task = None
+                            self._fail(entry, exc)
+                            continue
                         # _revoke cancelled this element's call; the worker carries on.
                         me.uncancel()
                         continue
@@ -694,6 +703,13 @@ class AsyncWaitOperator(Generic[IN, OUT]):
     async def _await_timeout(self, entry: QueueEntry, outcome: Awaitable[Any]) -> None:
         try:
             result = await outcome
+        except asyncio.CancelledError as exc:
+            me = asyncio.current_task()
+            if self._state is not _State.OPEN or (me is not None and me.cancelling()):
+                raise  # close()
+            if entry.state is _TIMING_OUT:
+                self._fail(entry, exc)  # the hook raised CancelledError of its own
+            return
         except Exception as exc:
             if entry.state is _TIMING_OUT and self._state is _State.OPEN:
                 self._fail(entry, exc)

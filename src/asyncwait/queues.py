@@ -159,7 +159,7 @@ class ElementQueue(Protocol):
         ...
 
     def withdraw(self, entry: QueueEntry) -> None:
-        """Forget that ``entry`` waits to start: it timed out before its turn."""
+        """Note that ``entry`` timed out before its turn: it must never start."""
         ...
 
     def entries(self) -> Iterator[QueueEntry]:
@@ -321,8 +321,8 @@ class KeyOrderedQueue(UnorderedQueue):
     def __init__(self) -> None:
         super().__init__()
         # Invariant: _active[k] is the one entry of key k that may run (not yet final);
-        # _waiting[k] holds the later entries of k, in input order, and exists only when
-        # non-empty.
+        # _waiting[k] holds the later entries of k, in input order (including those that
+        # timed out before their turn), and exists only when non-empty.
         self._active: dict[Hashable, QueueEntry] = {}
         self._waiting: dict[Hashable, deque[QueueEntry]] = {}
 
@@ -341,27 +341,36 @@ class KeyOrderedQueue(UnorderedQueue):
         return True
 
     def complete(self, entry: QueueEntry) -> QueueEntry | None:
-        super().complete(entry)
         key = entry.key
         if self._active.get(key) is not entry:
-            return None  # withdrawn while waiting: the key's running entry is another one
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            del self._active[key]
+            # Timed out while waiting (see withdraw): it keeps its place in the key's line
+            # and may leave only after the key's earlier entries, so the key's outputs stay
+            # in input order even when its timeout() hook finishes first.
             return None
-        nxt = self._active[key] = waiting.popleft()
-        if not waiting:
+        super().complete(entry)
+        waiting = self._waiting.get(key)
+        while waiting:
+            nxt = waiting.popleft()
+            if nxt.final:
+                super().complete(nxt)  # timed out while waiting; now its turn to leave
+                continue
+            self._active[key] = nxt
+            if not waiting:
+                del self._waiting[key]
+            # A timed-out entry whose timeout() hook still runs is never started; the key
+            # stays busy until the hook completes it.
+            return nxt if nxt.state is EntryState.WAITING else None
+        if waiting is not None:
             del self._waiting[key]
-        return nxt
+        del self._active[key]
+        return None
 
     def withdraw(self, entry: QueueEntry) -> None:
+        # The entry stays in its key's line (never to be started): see complete().
         waiting = self._waiting.get(entry.key)
         if waiting is None or entry not in waiting:
             msg = f"withdrew an entry that is not waiting for its key: {entry!r}"
             raise InternalError(msg)
-        waiting.remove(entry)
-        if not waiting:
-            del self._waiting[entry.key]
 
     def entries_waiting(self) -> int:
         """Return how many entries wait for their key."""

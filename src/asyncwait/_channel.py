@@ -1,0 +1,156 @@
+"""Bounded channels between the stages of a running job, and records that remember their line.
+
+A job runs as one task per stage; a :class:`Channel` carries elements from one stage to the
+next. The producer appends elements one at a time (an operator's ``emit``) or a batch at a
+time (a source); the consumer takes *everything buffered* in one call, so elements cross the
+task boundary in batches and no await happens per element::
+
+    producer ── push / push_batch ──► [ buffer (< limit) ] ── get() ──► consumer
+         ▲                                                        │
+         └──── the future push returned resolves when the consumer takes the buffer
+
+Bounded: once ``limit`` elements are buffered, ``push`` returns a future that resolves when
+the consumer takes them; a producer that awaits it (the operator does, for an awaitable
+``emit``) is back-pressured. A channel holds at most ``limit`` elements plus one batch, and a
+consumer holds at most one taken buffer, so a chain of stages holds a bounded number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, TypeVar, final
+
+from .elements import Record, StreamElement
+from .errors import InternalError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class SourcedRecord(Record[T]):
+    """A record read from a source, with the line it came from (private to the runtime).
+
+    Compares, hashes and prints like a plain :class:`Record`; the line only feeds error
+    messages and the errors file.
+    """
+
+    line: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Record(value={self.value!r}, timestamp={self.timestamp!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Record):
+            return self.value == other.value and self.timestamp == other.timestamp
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.value, self.timestamp))
+
+
+@final
+class Channel:
+    """A bounded buffer of elements from one producer stage to one consumer stage."""
+
+    __slots__ = ("_buffer", "_closed", "_limit", "_loop", "_reader", "_woken", "_writer", "name")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, name: str) -> None:
+        self.name = name
+        self._loop = loop
+        self._limit = limit
+        # Invariant: the consumer owns every list `get` returned; this one is the producer's.
+        self._buffer: list[StreamElement] = []
+        self._reader: asyncio.Future[None] | None = None  # the consumer waits in get()
+        self._writer: asyncio.Future[None] | None = None  # a producer waits for room
+        self._woken = False  # wake() was called: the next get() returns even when empty
+        self._closed = False  # the producer is done; get() returns None once drained
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Channel {self.name!r} {state} buffered {len(self._buffer)}/{self._limit}>"
+
+    def push(self, element: StreamElement) -> asyncio.Future[None] | None:
+        """Append ``element``; return a future to await when the channel is full, else None."""
+        buffer = self._buffer
+        buffer.append(element)
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(None)
+        if len(buffer) >= self._limit:
+            return self._room()
+        return None
+
+    def push_batch(self, elements: list[StreamElement]) -> asyncio.Future[None] | None:
+        """Append every element of ``elements``; like :meth:`push` for the room."""
+        if self._closed:
+            msg = f"channel {self.name!r}: push after close (a bug in asyncwait)"
+            raise InternalError(msg)
+        buffer = self._buffer
+        buffer.extend(elements)
+        if not buffer:
+            return None
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(None)
+        if len(buffer) >= self._limit:
+            return self._room()
+        return None
+
+    def _room(self) -> asyncio.Future[None]:
+        writer = self._writer
+        if writer is None or writer.done():
+            writer = self._writer = self._loop.create_future()
+        return writer
+
+    async def get(self) -> list[StreamElement] | None:
+        """Take everything buffered (waiting while empty); ``None`` once closed and drained.
+
+        Returns an empty list when :meth:`wake` was called and nothing is buffered.
+        """
+        while True:
+            buffer = self._buffer
+            if buffer or self._woken:
+                self._woken = False
+                self._buffer = []
+                writer = self._writer
+                if writer is not None:
+                    self._writer = None
+                    if not writer.done():
+                        writer.set_result(None)
+                return buffer
+            if self._closed:
+                return None
+            reader = self._reader = self._loop.create_future()
+            await reader
+
+    def wake(self) -> None:
+        """Make the consumer's current or next :meth:`get` return, even with nothing to take."""
+        self._woken = True
+        self._wake_reader()
+
+    def close(self) -> None:
+        """The producer is done: the consumer drains the buffer, then gets ``None``."""
+        self._closed = True
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(None)
+
+
+def plain(record: Record[Any]) -> Record[Any]:
+    """``record`` as a plain :class:`Record` (what users see in errors and results)."""
+    if type(record) is Record:
+        return record
+    return Record(record.value, record.timestamp)

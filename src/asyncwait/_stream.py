@@ -1,0 +1,307 @@
+"""The plan of a job (what ``DataStream`` records) and the ``DataStream`` builder.
+
+Private: ``DataStream`` is re-exported by :mod:`asyncwait.runtime`, whose
+``StreamEnvironment`` starts every stream; :mod:`asyncwait._job` runs the plan.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+from .errors import BadInputError, ConfigError, _short_repr
+from .function import AsyncFunction
+from .operator import AsyncWaitOperator, OutputMode
+from .retry import NO_RETRY, RetryStrategy
+from .sinks import Sink
+from .sources import Source
+from .watermarks import WatermarkStrategy
+
+if TYPE_CHECKING:
+    from .runtime import StreamEnvironment
+
+__all__ = ("DataStream",)
+
+T = TypeVar("T")
+U = TypeVar("U")
+S = TypeVar("S", bound=Sink)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    kind: str  # "map" | "filter" | "flat_map" | "watermarks"
+    function: Any  # the user function, or the WatermarkStrategy
+    name: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AsyncSpec:
+    function: Any
+    mode: OutputMode
+    capacity: int
+    timeout: float | None
+    retry: RetryStrategy
+    key: Callable[[Any], Hashable] | None
+    name: str
+
+    def operator(
+        self, function: Any, retry: RetryStrategy | None = None
+    ) -> AsyncWaitOperator[Any, Any]:
+        return AsyncWaitOperator(
+            function,
+            mode=self.mode,
+            capacity=self.capacity,
+            timeout=self.timeout,
+            retry=self.retry if retry is None else retry,
+            key=self.key,
+            name=self.name,
+        )
+
+
+@dataclass(slots=True)
+class Pipeline:
+    source: Source
+    steps: list[StepSpec | AsyncSpec] = field(default_factory=list)
+    sink: Sink | None = None
+
+
+_MODES = {mode.value: mode for mode in OutputMode}
+
+
+def _output_mode(mode: OutputMode | str) -> OutputMode:
+    if isinstance(mode, OutputMode):
+        return mode
+    found = _MODES.get(mode.lower()) if isinstance(mode, str) else None
+    if found is None:
+        msg = f"mode must be an OutputMode or one of {sorted(_MODES)}, got {mode!r}"
+        raise ConfigError(msg)
+    return found
+
+
+def _join_key(on: Callable[[Any], Hashable] | str) -> Callable[[Any], Hashable]:
+    """``on`` as a key function whose failures are bad input (the join's own rule)."""
+    getter = operator.itemgetter(on) if isinstance(on, str) else on
+    if not callable(getter):
+        msg = f"lookup_join: on must be a callable or a field name, got {on!r}"
+        raise TypeError(msg)
+
+    def key(event: Any) -> Hashable:
+        try:
+            value = getter(event)
+            hash(value)
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            msg = (
+                f"cannot take the join key of event {_short_repr(event)}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            raise BadInputError(msg) from exc
+        return value
+
+    return key
+
+
+@final
+class DataStream(Generic[T]):
+    """A stream of records inside a job being built; users receive it, never build it.
+
+    Every method appends a step and returns the stream after it. A stream continues into
+    exactly one next step or sink (no fan-out). Functions run once per record, in stream
+    order; see :mod:`asyncwait.runtime` for what their exceptions do.
+    """
+
+    __slots__ = ("_env", "_pipeline", "_position")
+
+    def __init__(self, env: StreamEnvironment, pipeline: Pipeline) -> None:
+        self._env = env
+        self._pipeline = pipeline
+        self._position = len(pipeline.steps)
+
+    def __repr__(self) -> str:
+        kinds = [spec.name for spec in self._pipeline.steps[: self._position]]
+        return f"<DataStream {' -> '.join([self._pipeline.source.name, *kinds])}>"
+
+    def _then(self, spec: StepSpec | AsyncSpec) -> DataStream[Any]:
+        pipeline = self._pipeline
+        if pipeline.sink is not None or len(pipeline.steps) != self._position:
+            what = f"ends in {pipeline.sink!r}" if pipeline.sink else "continues already"
+            msg = (
+                f"this stream {what}; a stream feeds exactly one next step or sink "
+                "(fan-out is not supported)"
+            )
+            raise ConfigError(msg)
+        pipeline.steps.append(spec)
+        return DataStream(self._env, pipeline)
+
+    def _step(self, kind: str, function: Any, name: str | None) -> DataStream[Any]:
+        if not callable(function):
+            msg = f"{kind}() needs a callable, got {function!r}"
+            raise TypeError(msg)
+        return self._then(StepSpec(kind, function, self._env._name(kind, name)))
+
+    def map(self, function: Callable[[T], U], *, name: str | None = None) -> DataStream[U]:
+        """Replace each record's value with ``function(value)``, keeping its timestamp.
+
+        Chained (no await, no extra task). A :class:`~asyncwait.BadInputError` routes the
+        record to the errors file; any other exception fails the job.
+        """
+        return self._step("map", function, name)
+
+    def filter(self, function: Callable[[T], object], *, name: str | None = None) -> DataStream[T]:
+        """Keep the records whose ``function(value)`` is true; errors as in :meth:`map`."""
+        return self._step("filter", function, name)
+
+    def flat_map(
+        self, function: Callable[[T], Iterable[U]], *, name: str | None = None
+    ) -> DataStream[U]:
+        """Replace each record with one record per value ``function(value)`` yields.
+
+        The new records keep the input's timestamp; errors as in :meth:`map`.
+        """
+        return self._step("flat_map", function, name)
+
+    def assign_timestamps_and_watermarks(
+        self, strategy: WatermarkStrategy[T], *, name: str | None = None
+    ) -> DataStream[T]:
+        """Stamp records with event time and emit watermarks as ``strategy`` says.
+
+        Chained. Upstream watermarks are replaced by the strategy's (the final one at the
+        end of input passes). See :mod:`asyncwait.watermarks`.
+        """
+        if not isinstance(strategy, WatermarkStrategy):
+            msg = f"assign_timestamps_and_watermarks() needs a WatermarkStrategy, got {strategy!r}"
+            raise TypeError(msg)
+        return self._then(StepSpec("watermarks", strategy, self._env._name("watermarks", name)))
+
+    def _async(
+        self,
+        kind: str,
+        function: Any,
+        mode: OutputMode,
+        capacity: int,
+        timeout: float | None,
+        retry: RetryStrategy,
+        key: Callable[[Any], Hashable] | None,
+        name: str | None,
+    ) -> DataStream[Any]:
+        spec = AsyncSpec(function, mode, capacity, timeout, retry, key, self._env._name(kind, name))
+        spec.operator(function)  # validates every option now, with the operator's messages
+        return self._then(spec)
+
+    def ordered_wait(
+        self,
+        function: AsyncFunction[T, U] | Callable[[T], Awaitable[U]],
+        *,
+        capacity: int = 100,
+        timeout: float | None = None,
+        retry: RetryStrategy = NO_RETRY,
+        name: str | None = None,
+    ) -> DataStream[U]:
+        """Call ``function`` per record, at most ``capacity`` entries held; outputs in input order.
+
+        Runs as its own stage (an :class:`~asyncwait.AsyncWaitOperator` in ``ORDERED``
+        mode): watermarks keep their place. ``timeout`` is a per-record deadline (seconds)
+        covering all ``retry`` attempts. A :class:`~asyncwait.BadInputError` from the
+        function routes the record to the errors file (no retry); a failed record fails the
+        job with :class:`~asyncwait.AsyncFunctionError`.
+        """
+        return self._async(
+            "ordered_wait", function, OutputMode.ORDERED, capacity, timeout, retry, None, name
+        )
+
+    def unordered_wait(
+        self,
+        function: AsyncFunction[T, U] | Callable[[T], Awaitable[U]],
+        *,
+        capacity: int = 100,
+        timeout: float | None = None,
+        retry: RetryStrategy = NO_RETRY,
+        name: str | None = None,
+    ) -> DataStream[U]:
+        """As :meth:`ordered_wait`, but outputs in completion order, never across a watermark."""
+        return self._async(
+            "unordered_wait", function, OutputMode.UNORDERED, capacity, timeout, retry, None, name
+        )
+
+    def key_ordered_wait(
+        self,
+        function: AsyncFunction[T, U] | Callable[[T], Awaitable[U]],
+        *,
+        key: Callable[[T], Hashable],
+        capacity: int = 100,
+        timeout: float | None = None,
+        retry: RetryStrategy = NO_RETRY,
+        name: str | None = None,
+    ) -> DataStream[U]:
+        """As :meth:`unordered_wait`, plus: records of one ``key`` run one at a time, in order.
+
+        A ``key`` that raises :class:`~asyncwait.BadInputError` routes the record to the
+        errors file; any other exception fails the job.
+        """
+        return self._async(
+            "key_ordered_wait",
+            function,
+            OutputMode.KEY_ORDERED,
+            capacity,
+            timeout,
+            retry,
+            key,
+            name,
+        )
+
+    def lookup_join(
+        self,
+        table: Any,
+        *,
+        on: Callable[[T], Hashable] | str,
+        mode: OutputMode | str = OutputMode.UNORDERED,
+        cache: Any = None,
+        how: str = "left",
+        combine: Callable[[T, Any], Any] | None = None,
+        columns: Iterable[str] | None = None,
+        capacity: int = 100,
+        timeout: float | None = None,
+        retry: RetryStrategy = NO_RETRY,
+        name: str | None = None,
+    ) -> DataStream[Any]:
+        """Enrich each event with the row of key ``on(event)`` in ``table`` (a lookup join).
+
+        Runs a :class:`~asyncwait.join.LookupJoin` in an async operator of ``mode``
+        (``"ordered"``, ``"unordered"`` or ``"key_ordered"``, keyed by ``on``). Left join:
+        ``{**event, **row}``, or the event unchanged when the key has no row; inner join:
+        nothing then. An event whose key cannot be taken is bad input. ``capacity``,
+        ``timeout`` and ``retry`` are the operator's.
+
+        Raises:
+            ConfigError: a bad ``mode`` or ``how``.
+        """
+        from .join import LookupJoin
+
+        output_mode = _output_mode(mode)
+        function = LookupJoin(
+            table,
+            on=on,
+            how=how,
+            combine=combine,
+            cache=cache,
+            columns=None if columns is None else list(columns),
+        )
+        key = _join_key(on) if output_mode is OutputMode.KEY_ORDERED else None
+        return self._async(
+            "lookup_join", function, output_mode, capacity, timeout, retry, key, name
+        )
+
+    def sink_to(self, sink: S) -> S:
+        """End the stream in ``sink``; return it (e.g. to read a ``collect()`` sink's values)."""
+        if not isinstance(sink, Sink):
+            msg = f"sink_to() needs a Sink (asyncwait.sinks), got {sink!r}"
+            raise TypeError(msg)
+        pipeline = self._pipeline
+        if pipeline.sink is not None or len(pipeline.steps) != self._position:
+            msg = "this stream already continues or ends in a sink; it can have one sink"
+            raise ConfigError(msg)
+        pipeline.sink = sink
+        return sink

@@ -1,0 +1,359 @@
+"""The ``asyncwait`` command: run, validate and demo job files.
+
+::
+
+    asyncwait run JOB.toml [--fresh] [--quiet] [--json-summary FILE] [--max-errors N]
+    asyncwait validate JOB.toml
+    asyncwait demo [--events N] [--users M] [--dir DIR] [--mode MODE] [--capacity C]
+                   [--latency-ms MS] [--no-cache] [--quiet] [--json-summary FILE] [--seed S]
+
+Exit status: 0 success, 1 the job failed, 2 a bad command line or job file. Errors are one
+line on stderr (``error: ...``) naming the file, field, operator or element; ``--debug``
+adds the traceback. Progress and the final summary go to stderr, so a ``stdout`` sink stays
+clean. ``run`` and ``demo`` need rich (``pip install 'asyncwait[cli]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from . import jobfile
+from .errors import AsyncWaitError, ConfigError
+from .operator import OutputMode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .progress import Display, ProgressView
+    from .runtime import StreamEnvironment
+
+__all__ = ("main",)
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+_EXIT_INTERRUPTED: Final = 130
+_POLL_INTERVAL: Final = 0.25  # seconds between two progress snapshots
+_INSTALL_HINT: Final = "pip install 'asyncwait[cli]'"
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        msg = f"must be >= 1, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        msg = f"not an integer: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < 0:
+        msg = f"must be >= 0, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not value >= 0 or value == float("inf"):
+        msg = f"must be a finite number >= 0, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
+    output.add_argument(
+        "--json-summary", metavar="FILE", type=Path, help="also write the summary as JSON"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="asyncwait",
+        description="Run asyncwait dataflow jobs described by TOML job files.",
+        epilog="Exit status: 0 success, 1 the job failed, 2 bad command line or job file.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", parents=[common, output], help="run a job file", description="Run a job file."
+    )
+    run.add_argument("job", metavar="JOB.toml", type=Path, help="the job file")
+    run.add_argument(
+        "--fresh", action="store_true", help="ignore existing checkpoints and start over"
+    )
+    run.add_argument(
+        "--max-errors",
+        metavar="N",
+        type=_non_negative_int,
+        help="fail after more than N bad input elements (overrides [errors] max_errors)",
+    )
+
+    validate = commands.add_parser(
+        "validate",
+        parents=[common],
+        help="check a job file and describe its pipeline",
+        description="Check a job file without running it and describe its pipeline.",
+    )
+    validate.add_argument("job", metavar="JOB.toml", type=Path, help="the job file")
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common, output],
+        help="generate browse events and a dim_user table, then enrich the events",
+        description=(
+            "Generate browse events (JSONL) and a dim_user SQLite table, write a job file "
+            "joining them into DIR and run it exactly like `asyncwait run`."
+        ),
+    )
+    demo.add_argument("--events", metavar="N", type=_positive_int, default=100_000)
+    demo.add_argument("--users", metavar="M", type=_positive_int, default=10_000)
+    demo.add_argument("--dir", metavar="DIR", type=Path, default=Path("demo-output"))
+    demo.add_argument(
+        "--mode", choices=[m.value for m in OutputMode], default=OutputMode.UNORDERED.value
+    )
+    demo.add_argument("--capacity", metavar="C", type=_positive_int, default=100)
+    demo.add_argument(
+        "--latency-ms",
+        metavar="MS",
+        type=_non_negative_float,
+        default=0.0,
+        help="simulated extra latency of every lookup that reaches the table (default 0)",
+    )
+    demo.add_argument("--no-cache", action="store_true", help="look every event up")
+    demo.add_argument("--seed", metavar="S", type=int, help="seed for reproducible data")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``asyncwait`` command line and return its exit status.
+
+    Args:
+        argv: the arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        0 on success, 1 when the job failed, 2 for a bad command line or job file.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "validate":
+            return _validate(args)
+        try:
+            from rich.console import Console
+        except ImportError:
+            _error(f"`asyncwait {args.command}` needs rich: {_INSTALL_HINT}")
+            return EXIT_FAILED
+        console = Console(stderr=True)
+        if args.command == "run":
+            return _run(args, console)
+        return _demo(args, console)
+    except ConfigError as exc:
+        _error(str(exc), debug=args.debug)
+        return EXIT_USAGE
+
+
+def _error(message: str, *, debug: bool = False) -> None:
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    spec = jobfile.load(args.job)
+    print(jobfile.describe(spec))
+    for note in jobfile.unavailable(spec):
+        print(f"note: {note}")
+    print(f"{args.job}: ok")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    spec = jobfile.load(args.job)
+    if args.max_errors is not None:
+        spec = spec.with_max_errors(args.max_errors)
+    return _execute_job(
+        spec,
+        console,
+        quiet=args.quiet,
+        debug=args.debug,
+        json_summary=args.json_summary,
+        fresh=args.fresh,
+    )
+
+
+def _demo(args: argparse.Namespace, console: Console) -> int:
+    from . import demo
+
+    started = time.perf_counter()
+    try:
+        data = demo.generate(args.dir, events=args.events, users=args.users, seed=args.seed)
+        job_path = demo.write_job(
+            data, mode=OutputMode(args.mode), capacity=args.capacity, cache=not args.no_cache
+        )
+    except (OSError, sqlite3.Error) as exc:
+        _error(f"cannot write the demo data into {args.dir}: {exc}", debug=args.debug)
+        return EXIT_FAILED
+    if not args.quiet:
+        console.print(
+            f"generated {data.events:,} events ({data.malformed:,} malformed) and dim_user "
+            f"({data.rows:,} of {data.users:,} users) in {time.perf_counter() - started:.1f} s; "
+            f"job file {job_path}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    spec = jobfile.load(job_path)
+    wrap = demo.slowed(args.latency_ms / 1000) if args.latency_ms else None
+    code = _execute_job(
+        spec,
+        console,
+        quiet=args.quiet,
+        debug=args.debug,
+        json_summary=args.json_summary,
+        wrap_lookup=wrap,
+    )
+    if code == EXIT_OK and not args.quiet:
+        console.print(
+            f"enriched events: {spec.sink.path}", markup=False, highlight=False, soft_wrap=True
+        )
+    return code
+
+
+def _execute_job(
+    spec: jobfile.JobSpec,
+    console: Console,
+    *,
+    quiet: bool,
+    debug: bool,
+    json_summary: Path | None,
+    fresh: bool = False,
+    wrap_lookup: Callable[[Any], Any] | None = None,
+) -> int:
+    """Build and run ``spec``: the one code path of both ``run`` and ``demo``."""
+    from .progress import (
+        LineDisplay,
+        LiveDisplay,
+        NullDisplay,
+        ProgressView,
+        print_summary,
+        summarize,
+        write_json_summary,
+    )
+
+    try:
+        env = jobfile.build(spec, fresh=fresh, wrap_lookup=wrap_lookup)
+    except ConfigError:
+        raise  # already names the file and field
+    except Exception as exc:  # e.g. a value the runtime rejects: still no bare traceback
+        _error(_failure_message(spec, exc), debug=debug)
+        return EXIT_FAILED
+    display: Display
+    if quiet:
+        display = NullDisplay()
+    elif console.is_terminal:
+        display = LiveDisplay(console, spec.name)
+    else:
+        display = LineDisplay(sys.stderr)
+    errors_path = spec.errors.path if spec.errors else None
+    failure: BaseException | None = None
+    try:
+        result = asyncio.run(_drive(env, display))
+    except KeyboardInterrupt:
+        display.close()
+        _error(f"job {spec.name!r} interrupted")
+        return _EXIT_INTERRUPTED
+    except ConfigError as exc:  # found when the job opened: a table, a column, a driver
+        display.close()
+        if str(exc).startswith(f"{spec.file}: "):
+            raise
+        msg = f"{spec.file}: {exc}"
+        raise ConfigError(msg) from exc
+    except Exception as exc:  # the job failed: report it, never a bare traceback
+        failure = exc
+    finally:
+        display.close()
+
+    if failure is None:
+        view = ProgressView.of(result)
+        samples = getattr(result, "error_samples", ())
+        summary = summarize(view, job=spec.name, errors_path=errors_path, error_samples=samples)
+    else:
+        view = ProgressView.of(env.progress())
+        message = _failure_message(spec, failure)
+        summary = summarize(
+            view, job=spec.name, status="failed", errors_path=errors_path, error=message
+        )
+    if json_summary is not None:
+        try:
+            write_json_summary(summary, json_summary)
+        except OSError as exc:
+            _error(f"cannot write the JSON summary to {json_summary}: {exc}")
+            return EXIT_FAILED
+    if not quiet:
+        print_summary(summary, console)
+    if failure is not None:
+        if debug:
+            traceback.print_exception(failure, file=sys.stderr)
+        print(f"error: {summary['error']}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _failure_message(spec: jobfile.JobSpec, exc: BaseException) -> str:
+    """One line saying why the job failed, with the cause chain's first useful link."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_failure_message(spec, e) for e in exc.exceptions)
+    job = f"job {spec.name!r}"
+    text = (str(exc) or type(exc).__name__).removeprefix(f"{job}: ")
+    if isinstance(exc, NotImplementedError):
+        text = f"not available in this release: {text}"
+        if spec.checkpoint is not None and "checkpoint" in text:
+            text += f" (remove [checkpoint] from {spec.file} to run without checkpoints)"
+    elif not isinstance(exc, AsyncWaitError | OSError) or not str(exc):
+        text = f"{type(exc).__name__}: {text}"
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text if text.startswith(job) else f"{job} failed: {text}"
+
+
+async def _drive(env: StreamEnvironment, display: Display) -> Any:
+    """Run the job, feeding ``display`` a progress snapshot every ``_POLL_INTERVAL`` s."""
+    from .progress import ProgressView
+
+    view: Callable[[Any], ProgressView] = ProgressView.of
+    job = asyncio.ensure_future(env.execute_async())
+    try:
+        while True:
+            done, _ = await asyncio.wait({job}, timeout=_POLL_INTERVAL)
+            if done:
+                return job.result()
+            display.update(view(env.progress()))
+    finally:
+        if not job.done():
+            job.cancel()
+            await asyncio.wait({job})

@@ -1,0 +1,494 @@
+"""The lookup join: enrich each event with the row of its key from a lookup table.
+
+The dimension-table join of the seed scenario: browse events
+``{"userID": "user_1", "eventType": "browse", ...}`` joined with ``dim_user`` by user id give
+``{..., "age": 22}``. :class:`LookupJoin` is an :class:`~asyncwait.AsyncFunction`, so the
+operator running it decides ordering, capacity, timeouts and retries.
+
+Life of one lookup::
+
+    event ─on(event)─► key ─cache.get─► hit ──────────────────────────────────────► output
+                                 │
+                                 └─ MISS ─► key in flight? ─yes─► wait for its answer ─► output
+                                               │ no                        ▲
+                                               ▼                           │
+                       join the batch being gathered                       │
+                       ─► (next loop iteration, or when a query slot frees)│
+                       ─► table.get(key) / table.get_many(keys) ─► cache.put
+
+Lookups of one key in flight together share one query (in-flight coalescing). Keys are
+batched: the keys missed during one loop iteration, and those missed while the previous
+query is still in flight, go out in one ``get_many`` (one round trip for up to ``max_batch``
+keys; over aiosqlite this lifts throughput about 3x, see ``bench/lookups.py``). A failed
+query fails every lookup waiting for it and is not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import operator
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, final
+
+from .cache import MISS, CacheSpec, CacheStatistics
+from .errors import BadInputError, ClosedError, ConfigError, _short_repr
+from .function import AsyncFunction, RuntimeContext
+from .lookups._base import LookupTable, Row
+from .metrics import Metrics
+
+__all__ = ("JoinStatistics", "JoinType", "LookupJoin")
+
+
+class JoinType(enum.Enum):
+    """What a lookup join emits for an event whose key has no row."""
+
+    LEFT = "left"  # the event anyway: unchanged, or with the join's columns set to None
+    INNER = "inner"  # nothing: the event is dropped
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JoinStatistics:
+    """A snapshot of a :class:`LookupJoin`'s counters.
+
+    Attributes:
+        lookups: queries sent to the table (a ``get``, or a ``get_many`` for a batch).
+        keys: keys sent to the table in those queries.
+        coalesced: lookups that waited for another lookup's query of the same key.
+        lookup_errors: queries that failed.
+        in_flight: keys with a query in flight (or being gathered) now.
+        cache: the cache's statistics, or ``None`` without a cache (or before ``open``).
+    """
+
+    lookups: int
+    keys: int
+    coalesced: int
+    lookup_errors: int
+    in_flight: int
+    cache: CacheStatistics | None
+
+
+class _State(enum.Enum):
+    NEW = "new"  # constructed; open() not called yet
+    OPEN = "open"  # table open, cache built
+    CLOSED = "closed"  # close() called
+
+
+_KEY_ERRORS = (KeyError, TypeError, IndexError, AttributeError)
+
+
+@final
+class _Batch:
+    """The keys of one query, gathered until it is sent; ``task`` runs it once sent."""
+
+    __slots__ = ("keys", "task")
+
+    def __init__(self) -> None:
+        self.keys: list[Hashable] = []
+        self.task: asyncio.Task[None] | None = None
+
+
+@final
+class LookupJoin(AsyncFunction[Any, Any]):
+    """Joins each event with the row of its key in ``table``: a lookup (dimension) join.
+
+    For an event, ``key = on(event)`` is looked up through ``cache`` (if any), else in the
+    table. Outputs per event (at most one):
+
+    * row found: ``{**event, **row}``; with ``columns``, ``{**event, **{c: row.get(c)}}``
+      for those columns only; with ``combine``, ``combine(event, row)``.
+    * no row, ``how="left"``: the event unchanged; with ``columns``,
+      ``{**event, **{c: None for c in columns}}``; with ``combine``, ``combine(event, None)``.
+    * no row, ``how="inner"``: nothing.
+
+    Concurrency is bounded by the operator's capacity and by ``max_queries``. Lookups of one
+    key in flight together share one query. Keys are batched: those missed in one loop
+    iteration, and those missed while ``max_queries`` queries are in flight, go out together
+    in one ``get_many`` of at most ``max_batch`` keys (a single key uses ``get``). Queries
+    run in tasks of the join, not of the elements: when an element times out (the
+    operator's timeout), its lookup stops waiting while the query goes on for the lookups
+    that still wait; a query nobody waits for is cancelled, so a hung query never holds a
+    query slot. Output order, timeouts and retries are the operator's.
+
+    Args:
+        table: the lookup table (e.g. :func:`asyncwait.lookups.sqlite`); opened by ``open``
+            and closed by ``close``.
+        on: the event's join key, ``on(event)``; a string is a field name
+            (``operator.itemgetter``).
+        how: ``"left"`` or ``"inner"`` (or a :class:`JoinType`).
+        combine: ``combine(event, row)`` builds the output instead of merging dicts; it gets
+            ``None`` for a missing row in a left join. Must not modify ``row``.
+        cache: a cache spec (:func:`asyncwait.cache.lru`, :func:`asyncwait.cache.full`), or
+            ``None`` to query the table for every lookup.
+        columns: the row columns to add to the event; also the ones set to ``None`` when a
+            left join finds no row. Default: the whole row.
+        max_batch: the most keys per query; 1 sends one ``get`` per key.
+        max_queries: the most queries in flight at once; the keys missed meanwhile gather
+            into the next batch. Default: 1 when batching, else the operator's capacity.
+
+    Raises:
+        ConfigError: ``how`` is not ``"left"``/``"inner"``, ``columns`` is not a list of
+            names, or ``max_batch``/``max_queries`` is not an int >= 1.
+        TypeError: ``on``/``combine`` is not callable, or ``cache`` is not a cache spec.
+
+    Errors while running: an event whose key cannot be taken (``on`` raises ``KeyError``,
+    ``TypeError``, ``IndexError`` or ``AttributeError``, or returns ``None`` or an unhashable
+    value), or that is not a dict when merged, raises :class:`~asyncwait.BadInputError`
+    naming the event and the table; a failed query raises the table's error.
+
+    >>> import asyncio, os, sqlite3, tempfile
+    >>> import asyncwait
+    >>> from asyncwait import cache, lookups
+    >>> path = os.path.join(tempfile.mkdtemp(), "dim.db")
+    >>> with sqlite3.connect(path) as db:
+    ...     _ = db.execute("CREATE TABLE dim_user (user_id TEXT PRIMARY KEY, age INTEGER)")
+    ...     _ = db.execute("INSERT INTO dim_user VALUES ('user_1', 22)")
+    >>> events = [{"userID": "user_1", "productID": 2}, {"userID": "user_7", "productID": 3}]
+    >>> join = LookupJoin(
+    ...     lookups.sqlite(path, table="dim_user", key="user_id", columns=["age"]),
+    ...     on="userID",
+    ...     cache=cache.lru(1000, ttl=300),
+    ... )
+    >>> async def main() -> list[object]:
+    ...     return [e async for e in asyncwait.ordered_wait(events, join)]
+    >>> asyncio.run(main())
+    [{'userID': 'user_1', 'productID': 2, 'age': 22}, {'userID': 'user_7', 'productID': 3}]
+    """
+
+    def __init__(
+        self,
+        table: LookupTable,
+        *,
+        on: Callable[[Any], Hashable] | str,
+        how: str | JoinType = "left",
+        combine: Callable[[Any, Row | None], Any] | None = None,
+        cache: CacheSpec | None = None,
+        columns: Sequence[str] | None = None,
+        max_batch: int = 256,
+        max_queries: int | None = None,
+    ) -> None:
+        name = getattr(table, "name", None)
+        if not isinstance(name, str):
+            msg = f"lookup join: table must be a lookup table (asyncwait.lookups), got {table!r}"
+            raise TypeError(msg)
+        if isinstance(on, str):
+            on = operator.itemgetter(on)
+        if not callable(on):
+            msg = f"lookup join on {name}: on must be a callable or a field name, got {on!r}"
+            raise TypeError(msg)
+        try:
+            kind = JoinType(how.value if isinstance(how, JoinType) else how)
+        except ValueError:
+            msg = f"lookup join on {name}: how must be 'left' or 'inner', got {how!r}"
+            raise ConfigError(msg) from None
+        if combine is not None and not callable(combine):
+            msg = f"lookup join on {name}: combine must be callable or None, got {combine!r}"
+            raise TypeError(msg)
+        if cache is not None and not callable(getattr(cache, "create", None)):
+            msg = (
+                f"lookup join on {name}: cache must be a spec from asyncwait.cache "
+                f"(cache.lru(...), cache.full(...)) or None, got {cache!r}"
+            )
+            raise TypeError(msg)
+        if columns is not None:
+            if isinstance(columns, str | bytes) or not all(isinstance(c, str) for c in columns):
+                msg = f"lookup join on {name}: columns must be a list of names, got {columns!r}"
+                raise ConfigError(msg)
+            columns = tuple(columns)
+        for field, value in (("max_batch", max_batch), ("max_queries", max_queries)):
+            if value is None and field == "max_queries":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"lookup join on {name}: {field} must be an int >= 1, got {value!r}"
+                raise ConfigError(msg)
+        self._table = table
+        self._on = on
+        self._how = kind
+        self._combine = combine
+        self._cache_spec = cache
+        self._columns: tuple[str, ...] | None = columns
+        self._no_row: dict[str, None] = dict.fromkeys(columns or ())
+        self._state = _State.NEW
+        self._cache: Any = None  # a Cache once open (Any: called on the hot path)
+        self._metrics = Metrics("lookup-join")  # replaced by the operator's in open()
+        self._source = f"lookup join on {name}"
+        # key -> (its batch, the futures of the lookups waiting for its answer). Invariant: a
+        # key is here exactly from the moment it joins a batch until its outcome is handed
+        # out (or nobody waits any more), and its batch holds it exactly once.
+        self._in_flight: dict[Hashable, tuple[_Batch, list[asyncio.Future[Row | None]]]] = {}
+        # The batch still taking keys (the last of _batches), or None.
+        self._collecting: _Batch | None = None
+        self._batches: deque[_Batch] = deque()  # gathered, not sent yet, in order
+        self._pump_scheduled = False  # a call of _pump is due on the next loop iteration
+        self._queries: set[asyncio.Task[None]] = set()  # the batches being queried
+        self._max_batch = max_batch
+        self._max_queries_option = max_queries
+        self._max_queries = max_queries or 1  # the default is settled in open()
+        self._lookups = self._keys = self._coalesced = self._errors = 0
+
+    @property
+    def table(self) -> LookupTable:
+        """The lookup table."""
+        return self._table
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self, context: RuntimeContext) -> None:
+        if self._state is _State.OPEN:
+            msg = f"{self._source} is already open"
+            raise RuntimeError(msg)
+        self._metrics = context.metrics
+        self._source = f"{context.name}: lookup join on {self._table.name}"
+        if self._max_queries_option is not None:
+            self._max_queries = self._max_queries_option
+        else:
+            self._max_queries = 1 if self._max_batch > 1 else context.capacity
+        await self._table.open()
+        try:
+            if self._cache_spec is not None:
+                cache = self._cache_spec.create(self._table, context.metrics)
+                await cache.open()
+                self._cache = cache
+        except BaseException:
+            await self._table.close()
+            raise
+        self._state = _State.OPEN
+
+    async def close(self) -> None:
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        queries = tuple(self._queries)
+        for task in queries:
+            task.cancel()
+        if queries:
+            # Let each query hand out its cancellation; our own cancellation still propagates.
+            await asyncio.wait(queries)
+        cache, self._cache = self._cache, None
+        try:
+            if cache is not None:
+                await cache.close()
+        finally:
+            await self._table.close()
+
+    # ------------------------------------------------------------------ the join
+
+    async def async_invoke(self, value: Any) -> list[Any]:
+        if self._state is not _State.OPEN:
+            msg = f"{self._source} is not open (state {self._state.value})"
+            raise ClosedError(msg)
+        try:
+            key = self._on(value)
+            hash(key)
+        except _KEY_ERRORS as exc:
+            msg = (
+                f"{self._source}: cannot take the join key of event {_short_repr(value)}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            raise BadInputError(msg, source=self._source) from exc
+        if key is None:
+            msg = f"{self._source}: the join key of event {_short_repr(value)} is None"
+            raise BadInputError(msg, source=self._source)
+        cache = self._cache
+        if cache is not None:
+            row = cache.get(key)
+            if row is not MISS:
+                return self._output(value, row)
+        return self._output(value, await self._lookup(key))
+
+    async def _lookup(self, key: Hashable) -> Row | None:
+        """Return the table's row for ``key``, joining a query in flight or the next batch."""
+        waiter: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            self._coalesced += 1
+            self._metrics.inc("coalesced")
+            batch = pending[0]
+            pending[1].append(waiter)
+        else:
+            collecting = self._collecting
+            if collecting is not None and len(collecting.keys) < self._max_batch:
+                batch = collecting
+            else:
+                batch = self._collecting = _Batch()
+                self._batches.append(batch)
+                if len(self._queries) < self._max_queries and not self._pump_scheduled:
+                    # Send on the next loop iteration: the lookups started alongside join in.
+                    self._pump_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._pump)
+            batch.keys.append(key)
+            self._in_flight[key] = (batch, [waiter])
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self._abandon(batch)  # this element timed out or the operator is closing
+            raise
+
+    def _abandon(self, batch: _Batch) -> None:
+        """Drop ``batch`` when no lookup waits for any of its keys any more.
+
+        A query nobody waits for is cancelled (a hung query must not hold a query slot and
+        every later lookup of its keys); a batch not sent yet is forgotten.
+        """
+        in_flight = self._in_flight
+        for key in batch.keys:
+            pending = in_flight.get(key)
+            if pending is None or pending[0] is not batch:
+                return  # answered already
+            if not all(waiter.done() for waiter in pending[1]):
+                return  # someone still waits
+        for key in batch.keys:
+            del in_flight[key]
+        if batch.task is not None:
+            batch.task.cancel()
+            return
+        self._batches.remove(batch)
+        if self._collecting is batch:
+            self._collecting = None
+
+    def _pump(self) -> None:
+        """Send the batches waiting, while fewer than ``max_queries`` queries are in flight.
+
+        Each query runs in a task of its own, owned by no element, so one element's timeout
+        never cancels the lookups of others.
+        """
+        self._pump_scheduled = False
+        batches = self._batches
+        if self._state is not _State.OPEN:
+            while batches:
+                msg = f"{self._source} was closed"
+                self._fail(batches.popleft(), ClosedError(msg))
+            self._collecting = None
+            return
+        loop = asyncio.get_running_loop()
+        while batches and len(self._queries) < self._max_queries:
+            batch = batches.popleft()
+            if batch is self._collecting:
+                self._collecting = None
+            task = batch.task = loop.create_task(self._query(batch))
+            self._queries.add(task)
+            task.add_done_callback(self._query_done)
+
+    def _query_done(self, task: asyncio.Task[None]) -> None:
+        # A query slot is free: send what gathered meanwhile (a bigger batch).
+        self._queries.discard(task)
+        if self._batches:
+            self._pump()
+
+    async def _query(self, batch: _Batch) -> None:
+        """Query the table for ``batch`` and hand every waiting lookup its outcome.
+
+        Never raises: a failure goes to the lookups waiting for it.
+        """
+        table = self._table
+        keys = batch.keys
+        self._lookups += 1
+        self._keys += len(keys)
+        self._metrics.inc("lookups")
+        self._metrics.inc("lookup_keys", len(keys))
+        rows: dict[Hashable, Row | Exception | None] = {}
+        try:
+            if len(keys) == 1:
+                rows[keys[0]] = await table.get(keys[0])
+            else:
+                try:
+                    rows.update(await table.get_many(keys))
+                except BadInputError:
+                    # Some key cannot be used with this table: isolate it, one key at a time,
+                    # so the other lookups of the batch still get their rows.
+                    for key in keys:
+                        self._lookups += 1
+                        self._metrics.inc("lookups")
+                        try:
+                            rows[key] = await table.get(key)
+                        except BadInputError as exc:
+                            rows[key] = exc
+        except Exception as exc:
+            self._errors += 1
+            self._metrics.inc("lookup_errors")
+            self._fail(batch, exc)
+        except BaseException:
+            # Cancelled: by close() (the lookups still waiting learn why), or abandoned.
+            self._fail(batch, ClosedError(f"{self._source} was closed during the lookup"))
+            raise
+        else:
+            self._answer(batch, rows)
+
+    def _answer(self, batch: _Batch, rows: dict[Hashable, Row | Exception | None]) -> None:
+        """Cache each key's row (or miss) and hand it to the lookups waiting for it."""
+        in_flight = self._in_flight
+        cache = self._cache
+        for key in batch.keys:
+            outcome = rows.get(key)
+            pending = in_flight.get(key)
+            if pending is None or pending[0] is not batch:
+                continue  # abandoned meanwhile
+            if isinstance(outcome, Exception):
+                self._fail_key(key, outcome)
+                continue
+            if cache is not None:
+                cache.put(key, outcome)
+            del in_flight[key]
+            for waiter in pending[1]:
+                if not waiter.done():  # done: its element timed out or was cancelled
+                    waiter.set_result(outcome)
+
+    def _fail(self, batch: _Batch, error: BaseException) -> None:
+        """Hand ``error`` to every lookup still waiting for a key of ``batch``."""
+        for key in batch.keys:
+            pending = self._in_flight.get(key)
+            if pending is not None and pending[0] is batch:
+                self._fail_key(key, error)
+
+    def _fail_key(self, key: Hashable, error: BaseException) -> None:
+        for waiter in self._in_flight.pop(key)[1]:
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def _output(self, event: Any, row: Row | None) -> list[Any]:
+        if row is None:
+            if self._how is JoinType.INNER:
+                return []
+            if self._combine is not None:
+                return [self._combine(event, None)]
+            if self._columns is None:
+                return [event]
+            row = self._no_row
+        elif self._combine is not None:
+            return [self._combine(event, row)]
+        elif self._columns is not None:
+            row = {c: row.get(c) for c in self._columns}
+        try:
+            return [{**event, **row}]
+        except TypeError as exc:
+            msg = (
+                f"{self._source}: event {_short_repr(event)} is not a dict, so the row "
+                f"cannot be merged into it; pass combine=fn(event, row)"
+            )
+            raise BadInputError(msg, source=self._source) from exc
+
+    # ------------------------------------------------------------------ introspection
+
+    def statistics(self) -> JoinStatistics:
+        """Return the current counters (the cache's included)."""
+        cache = self._cache
+        return JoinStatistics(
+            lookups=self._lookups,
+            keys=self._keys,
+            coalesced=self._coalesced,
+            lookup_errors=self._errors,
+            in_flight=len(self._in_flight),
+            cache=cache.statistics() if cache is not None else None,
+        )
+
+    def __repr__(self) -> str:
+        cache = self._cache if self._cache is not None else self._cache_spec
+        return (
+            f"<LookupJoin {self._table.name!r} {self._how.value} {self._state.value} "
+            f"in-flight={len(self._in_flight)} lookups={self._lookups} "
+            f"coalesced={self._coalesced} cache={cache!r}>"
+        )

@@ -1,0 +1,119 @@
+"""The lookup-table contract shared by every connector, and helpers for SQL connectors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Hashable, Sequence
+from typing import Any, Protocol, TypeAlias
+
+from ..errors import ConfigError
+
+__all__ = ("LookupTable", "Row", "check_identifiers", "quote_identifier")
+
+Row: TypeAlias = dict[str, Any]
+"""One row of a lookup table: column name -> value."""
+
+
+class LookupTable(Protocol):
+    """A keyed, read-only view of an external table: the dimension side of a lookup join.
+
+    Contract (every connector in :mod:`asyncwait.lookups` honours it, and so must your own):
+
+    * ``name`` identifies the table in errors, logs and metrics, e.g.
+      ``"sqlite:dim.db/dim_user"``. It never contains a password or other secret.
+    * ``open()`` is awaited once before any other call; it connects and checks the
+      configuration against the real system (tables, columns), raising
+      :class:`~asyncwait.ConfigError` naming what is wrong and what exists. ``close()``
+      releases everything, may be called at any time and is idempotent; calls after it
+      raise :class:`~asyncwait.ClosedError`.
+    * ``get(key)`` returns one row (a fresh ``dict`` of column -> value) or ``None`` when no row
+      has that key. When the key is not unique, one of the matching rows is returned.
+    * ``get_many(keys)`` looks up several keys in one round trip (or as few as the system's
+      limits allow) and returns a dict with an entry for every distinct requested key.
+    * ``scan()`` iterates over the whole table as ``(key, row)`` pairs: what a full cache
+      loads. It reads a consistent snapshot where the system offers one.
+    * Every method may be called concurrently from many tasks of the loop that opened the
+      table; the table bounds its own use of connections. Driver errors of a query propagate
+      (a retry strategy can match them); nothing is retried inside the table.
+    * Rows handed out are never modified by the table afterwards, and callers must not
+      modify them either: caches share them between events.
+    """
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect and validate the configuration against the real table."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+    async def get(self, key: Hashable) -> Row | None:
+        """Return the row whose key column equals ``key``, or ``None``."""
+        ...
+
+    async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
+        """Return ``{key: row or None}`` for every key in ``keys``, in one round trip."""
+        ...
+
+    def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
+        """Iterate over every row of the table as ``(key, row)``."""
+        ...
+
+
+def quote_identifier(name: str) -> str:
+    """Return ``name`` quoted as an SQL identifier (double quotes, inner quotes doubled).
+
+    Quoting is the second line of defence: connectors first check every identifier against
+    the real schema, so only names that exist ever reach a statement.
+
+    >>> quote_identifier('dim_user')
+    '"dim_user"'
+    >>> quote_identifier('we"ird')
+    '"we""ird"'
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_identifiers(
+    connector: str, table: object, key: object, columns: object
+) -> tuple[str, str, tuple[str, ...] | None]:
+    """Check the types of a SQL connector's ``table``, ``key`` and ``columns`` arguments.
+
+    Args:
+        connector: the connector's name for messages, e.g. ``"lookups.sqlite"``.
+        table: the table name.
+        key: the key column.
+        columns: the columns to return, or ``None`` for all of them.
+
+    Returns:
+        ``(table, key, columns)`` with ``columns`` as a tuple.
+
+    Raises:
+        ConfigError: an argument is not a non-empty string (or a sequence of them), or a
+            column is repeated.
+    """
+    for field, value in (("table", table), ("key", key)):
+        if not isinstance(value, str) or not value or "\x00" in value:
+            msg = f"{connector}: {field} must be a non-empty name, got {value!r}"
+            raise ConfigError(msg)
+    assert isinstance(table, str)  # checked just above
+    assert isinstance(key, str)
+    if columns is None:
+        return table, key, None
+    if isinstance(columns, str | bytes) or not isinstance(columns, Sequence):
+        msg = f"{connector}: columns must be a list of column names or None, got {columns!r}"
+        raise ConfigError(msg)
+    names: list[str] = []
+    for column in columns:
+        if not isinstance(column, str) or not column or "\x00" in column:
+            msg = f"{connector}: columns must be non-empty names, got {column!r} in {columns!r}"
+            raise ConfigError(msg)
+        if column in names:
+            msg = f"{connector}: column {column!r} is listed twice in columns={columns!r}"
+            raise ConfigError(msg)
+        names.append(column)
+    if not names:
+        msg = f"{connector}: columns must name at least one column (or be None for all)"
+        raise ConfigError(msg)
+    return table, key, tuple(names)

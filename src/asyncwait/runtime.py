@@ -1,0 +1,320 @@
+"""The dataflow runtime: a source, chained steps, async operators and a sink, run on one loop.
+
+Build a job on a :class:`StreamEnvironment`, then run it::
+
+    env = StreamEnvironment(errors_path="errors.jsonl", max_errors=1000)
+    (env.from_source(sources.jsonl("events.jsonl"))
+        .map(parse)
+        .lookup_join(lookups.sqlite("dim.db", table="dim_user", key="user_id"), on="userID")
+        .sink_to(sinks.jsonl("out.jsonl")))
+    result = env.execute()
+
+How it runs (one asyncio loop, one task per stage, like Flink's chained tasks)::
+
+    source ─► [map ─ filter ─ timestamps ─► async op] ─► [map ─► async op] ─► [map ─► sink]
+           channel                         channel                  channel
+
+Consecutive stateless steps are chained into the stage of the next async operator (or of
+the sink). Stages are connected by bounded channels that carry batches of up to
+``buffer_size`` elements, so a slow sink or a full operator back-pressures everything up
+to the source, which never reads more than a few batches ahead. Records and watermarks
+flow in order through every stage; each async operator applies its own ordering
+(:class:`~asyncwait.OutputMode`).
+
+Errors: a :class:`~asyncwait.BadInputError` (a malformed line, a missing join key, a value
+a sink cannot write) routes that element to the errors file and the job goes on, up to
+``max_errors``. Any other exception fails the job: every stage is cancelled, every
+operator, source and sink is closed, and the failure is raised from ``execute``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, final
+
+from ._stream import DataStream as DataStream
+from ._stream import Pipeline
+from .errors import AsyncWaitError, ConfigError
+from .sources import Source, collection
+
+if TYPE_CHECKING:
+    from ._job import Job
+
+__all__ = ("DataStream", "JobProgress", "JobResult", "OperatorSummary", "StreamEnvironment")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class OperatorSummary:
+    """One async operator's numbers at a moment (see ``JobProgress``/``JobResult``).
+
+    Attributes:
+        name: the operator's name.
+        in_flight: records admitted and not complete.
+        queued: entries holding a slot (in flight, completed not emitted, watermarks).
+        capacity: the most entries the operator holds.
+        emitted: entries emitted so far.
+        retries: retry attempts started.
+        timeouts: elements whose deadline passed.
+        failures: elements that failed.
+        latency_p50: median seconds from admission to completion (``nan`` before any).
+        latency_p99: 99th percentile of the same.
+        counters: the function's own counters (e.g. ``cache_hits``, ``cache_misses``).
+    """
+
+    name: str
+    in_flight: int
+    queued: int
+    capacity: int
+    emitted: int
+    retries: int
+    timeouts: int
+    failures: int
+    latency_p50: float = math.nan
+    latency_p99: float = math.nan
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    """A cheap snapshot of a job while it runs (or after), from ``StreamEnvironment.progress``.
+
+    Attributes:
+        name: the job's name.
+        running: whether the job is running now.
+        elapsed: seconds of loop time since the job started.
+        events_in: records read from the source(s); malformed lines are counted in
+            ``errors`` only.
+        events_out: records written by the sink(s).
+        errors: bad input elements routed to the errors file.
+        operators: each async operator's numbers, in pipeline order.
+    """
+
+    name: str
+    running: bool
+    elapsed: float
+    events_in: int
+    events_out: int
+    errors: int
+    operators: tuple[OperatorSummary, ...] = ()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What a finished job did.
+
+    Attributes:
+        name: the job's name.
+        events_in: records read from the source(s).
+        events_out: records written by the sink(s).
+        errors: bad input elements routed to the errors file.
+        duration: seconds of loop time the job ran.
+        operators: each async operator's final numbers, in pipeline order.
+        error_samples: the first few bad elements (``source``, ``line``, ``raw``,
+            ``reason``, maybe ``operator``), also when there is no errors file.
+        sink_results: each sink's ``result()``, in the order the streams were created.
+    """
+
+    name: str
+    events_in: int
+    events_out: int
+    errors: int
+    duration: float
+    operators: tuple[OperatorSummary, ...] = ()
+    error_samples: tuple[dict[str, Any], ...] = ()
+    sink_results: tuple[Any, ...] = ()
+
+    @property
+    def sink_result(self) -> Any:
+        """The result of the job's only sink (e.g. a ``collect()`` sink's values)."""
+        if len(self.sink_results) != 1:
+            msg = f"job {self.name!r} has {len(self.sink_results)} sinks; use sink_results"
+            raise AsyncWaitError(msg)
+        return self.sink_results[0]
+
+
+def _path_or_none(what: str, value: object) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        msg = f"StreamEnvironment: {what} must be a path or None, got {value!r}"
+        raise ConfigError(msg)
+    return Path(value)
+
+
+@final
+class StreamEnvironment:
+    """Builds and runs one dataflow job on an asyncio event loop.
+
+    Args:
+        checkpoint_interval: seconds between checkpoints (> 0), or ``None``.
+        checkpoint_dir: where checkpoints go.
+        name: the job's name, in messages and results.
+        errors_path: the errors file (JSONL, one bad element per line: ``source``,
+            ``line``, ``raw``, ``reason``, ``operator`` for later steps), created when the job
+            starts; ``None`` only counts them (the first few are in ``JobResult``).
+        max_errors: more than this many bad elements fail the job; ``None``: no limit.
+        buffer_size: elements per batch between stages (each channel holds about that
+            many); bounds how far the source reads ahead of a slow sink.
+
+    Raises:
+        ConfigError: a bad option.
+
+    >>> from asyncwait import sinks
+    >>> env = StreamEnvironment(name="double")
+    >>> out = env.from_collection([1, 2, 3]).map(lambda v: v * 2).sink_to(sinks.collect())
+    >>> env.execute().events_out, out.values
+    (3, [2, 4, 6])
+    """
+
+    def __init__(
+        self,
+        checkpoint_interval: float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        *,
+        name: str = "job",
+        errors_path: str | os.PathLike[str] | None = None,
+        max_errors: int | None = None,
+        buffer_size: int = 1024,
+    ) -> None:
+        if checkpoint_interval is not None and (
+            isinstance(checkpoint_interval, bool)
+            or not isinstance(checkpoint_interval, int | float)
+            or not math.isfinite(checkpoint_interval)
+            or checkpoint_interval <= 0
+        ):
+            msg = (
+                "StreamEnvironment: checkpoint_interval must be a number of seconds > 0 or "
+                f"None, got {checkpoint_interval!r}"
+            )
+            raise ConfigError(msg)
+        if not isinstance(name, str) or not name:
+            msg = f"StreamEnvironment: name must be a non-empty str, got {name!r}"
+            raise ConfigError(msg)
+        if max_errors is not None and (
+            isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0
+        ):
+            msg = f"StreamEnvironment: max_errors must be an int >= 0 or None, got {max_errors!r}"
+            raise ConfigError(msg)
+        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
+            msg = f"StreamEnvironment: buffer_size must be an int >= 1, got {buffer_size!r}"
+            raise ConfigError(msg)
+        self.checkpoint_interval = (
+            None if checkpoint_interval is None else float(checkpoint_interval)
+        )
+        self.checkpoint_dir = _path_or_none("checkpoint_dir", checkpoint_dir)
+        self.name = name
+        self.errors_path = _path_or_none("errors_path", errors_path)
+        self.max_errors = max_errors
+        self.buffer_size = buffer_size
+        self._pipelines: list[Pipeline] = []
+        self._names: set[str] = set()
+        self._job: Job | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._job is not None and self._job.running else "idle"
+        return f"<StreamEnvironment {self.name!r} {state} streams {len(self._pipelines)}>"
+
+    def _name(self, kind: str, name: str | None) -> str:
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                msg = f"{kind}: name must be a non-empty str, got {name!r}"
+                raise ConfigError(msg)
+            self._names.add(name)
+            return name
+        candidate, n = kind, 1
+        while candidate in self._names:
+            n += 1
+            candidate = f"{kind}-{n}"
+        self._names.add(candidate)
+        return candidate
+
+    def from_source(self, source: Source) -> DataStream[Any]:
+        """Start a stream reading ``source`` (see :mod:`asyncwait.sources`)."""
+        if not isinstance(source, Source):
+            msg = f"from_source() needs a Source (asyncwait.sources), got {source!r}"
+            raise TypeError(msg)
+        pipeline = Pipeline(source)
+        self._pipelines.append(pipeline)
+        return DataStream(self, pipeline)
+
+    def from_collection(
+        self, values: Iterable[Any] | AsyncIterable[Any], *, name: str = "collection"
+    ) -> DataStream[Any]:
+        """Start a stream of ``values`` (plain values, or Records and Watermarks), in order.
+
+        An async iterable may await between values; each value flows on as it comes.
+        """
+        return self.from_source(collection(values, name=name))
+
+    def execute(self) -> JobResult:
+        """Run the job to completion on a new event loop and return what it did.
+
+        Raises:
+            RuntimeError: called from a running event loop; ``await execute_async()`` there.
+            AsyncFunctionError: an element failed (naming it, its operator, and its source
+                line when known).
+            BadInputError: more than ``max_errors`` bad input elements.
+            ConfigError: a bad job, or a source that cannot be opened (e.g. a missing file).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.execute_async())
+        msg = (
+            f"job {self.name!r}: execute() cannot run inside a running event loop; "
+            "use `await env.execute_async()` there"
+        )
+        raise RuntimeError(msg)
+
+    async def execute_async(self) -> JobResult:
+        """Run the job on the running event loop; see :meth:`execute`.
+
+        Cancelling it cancels every stage and closes every operator, source and sink.
+        """
+        if self.checkpoint_interval is not None or self.checkpoint_dir is not None:
+            msg = (
+                f"job {self.name!r}: checkpointing arrives with issue #4; run without "
+                "checkpoint_interval/checkpoint_dir for now"
+            )
+            raise NotImplementedError(msg)
+        if self._job is not None and self._job.running:
+            msg = f"job {self.name!r} is already running"
+            raise AsyncWaitError(msg)
+        if not self._pipelines:
+            msg = f"job {self.name!r}: nothing to run; start a stream with from_source()"
+            raise ConfigError(msg)
+        for pipeline in self._pipelines:
+            if pipeline.sink is None:
+                msg = (
+                    f"job {self.name!r}: the stream from {pipeline.source.name} has no sink; "
+                    "end it with .sink_to(...)"
+                )
+                raise ConfigError(msg)
+        from ._job import Job
+
+        self._job = job = Job(
+            self.name,
+            list(self._pipelines),
+            errors_path=self.errors_path,
+            max_errors=self.max_errors,
+            buffer_size=self.buffer_size,
+        )
+        return await job.run()
+
+    def progress(self) -> JobProgress:
+        """A snapshot of the running (or last) job: cheap, for a live display.
+
+        Call it from the job's event loop thread.
+        """
+        job = self._job
+        if job is None:
+            return JobProgress(self.name, False, 0.0, 0, 0, 0)
+        return job.progress()

@@ -1,0 +1,315 @@
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from asyncwait.cli import main
+from asyncwait.progress import (
+    LineDisplay,
+    LiveDisplay,
+    OperatorView,
+    ProgressView,
+    print_summary,
+    summarize,
+    write_json_summary,
+)
+
+from .test_jobfile import JOB, LOOKUP, make_data, write_job
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return make_data(tmp_path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ exit status 2
+
+
+def test_bad_command_line_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "the following arguments are required: COMMAND" in capsys.readouterr().err
+    assert main(["run"]) == 2
+    assert main(["demo", "--events", "-3"]) == 2
+    assert "argument --events: must be >= 0, got -3" in capsys.readouterr().err
+    assert main(["demo", "--mode", "sorted"]) == 2
+    assert main(["--help"]) == 0
+    assert "validate" in capsys.readouterr().out
+
+
+def test_bad_job_file_exits_2(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = write_job(data_dir, JOB.replace('mode = "unordered"', 'mode = "sorted"'))
+    for command in ("run", "validate"):
+        assert main([command, str(job)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"error: {job}: lookup[0].mode: 'sorted' is not one of ordered, unordered, "
+            "key_ordered\n"
+        )
+    assert main(["run", str(data_dir / "nope.toml")]) == 2
+    assert "nope.toml: cannot read job file" in capsys.readouterr().err
+
+
+def test_unavailable_lookup_type_exits_2_when_run(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lookup = '[[lookup]]\ntype = "postgres"\ndsn = "postgresql://db/app"\n'
+    lookup += 'table = "dim_user"\nkey = "user_id"\non = "userID"\n'
+    job = write_job(data_dir, JOB.replace(LOOKUP, lookup))
+    assert main(["validate", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "note: lookup[0].type: lookup type 'postgres' needs asyncwait[postgres]" in out
+    assert main(["run", str(job)]) == 2
+    err = capsys.readouterr().err
+    assert "lookup[0].type: lookup type 'postgres' needs asyncwait[postgres]" in err
+    assert "Traceback" not in err
+
+
+def test_validate_describes_the_pipeline(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = write_job(data_dir)
+    assert main(["validate", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"job 'enrich' ({job})\n")
+    assert "lookup[0]  sqlite" in out
+    assert "unordered; capacity 10; timeout 1 s; lru cache of 100" in out
+    assert out.endswith(f"{job}: ok\n")
+
+
+def test_missing_rich_names_the_extra(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich.console", None)
+    assert main(["run", str(write_job(data_dir))]) == 1
+    assert "pip install 'asyncwait[cli]'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ running jobs
+
+
+def test_run_succeeds_and_writes_the_summary(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = write_job(data_dir)
+    summary_path = data_dir / "summary.json"
+    assert main(["run", str(job), "--json-summary", str(summary_path)]) == 0
+    err = capsys.readouterr().err
+    assert "job enrich" in err
+    assert "events in" in err
+    out = read_jsonl(data_dir / "out.jsonl")
+    assert sorted((e["userID"], e.get("age"), e["productID"]) for e in out) == [
+        ("user_1", 22, 2),
+        ("user_1", 22, 2),
+        ("user_2", 35, 3),
+        ("user_9", None, 4),
+    ]
+    (error,) = read_jsonl(data_dir / "errors.jsonl")
+    assert error["line"] == 3
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "succeeded"
+    # The unreadable line is bad input: counted in errors only, never as an event in.
+    assert (summary["events_in"], summary["events_out"], summary["errors"]) == (4, 4, 1)
+    assert summary["errors_path"] == str(data_dir / "errors.jsonl")
+    (operator,) = [op for op in summary["operators"] if op["name"].startswith("lookup[0]")]
+    assert operator["cache_hits"] + operator["cache_misses"] == 4
+
+
+def test_run_quiet_prints_nothing(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--quiet", str(write_job(data_dir))]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_failed_job_exits_1_without_traceback(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = write_job(data_dir)
+    summary_path = data_dir / "summary.json"
+    assert main(["run", str(job), "--max-errors", "0", "--json-summary", str(summary_path)]) == 1
+    err = capsys.readouterr().err
+    assert "error: job 'enrich' failed: " in err
+    assert "Traceback" not in err
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "failed"
+    assert summary["error"] in err
+    assert main(["run", str(job), "--max-errors", "0", "--quiet", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_checkpoint_settings_fail_cleanly(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Checkpointing comes in a later release: the table validates, running says so (exit 1).
+    job = write_job(data_dir, JOB + "\n[checkpoint]\ninterval = 5.0\n")
+    assert main(["validate", str(job)]) == 0
+    assert "checkpoint every 5 s into" in capsys.readouterr().out
+    assert main(["run", "--quiet", str(job)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: job 'enrich' failed: not available in this release: ")
+    assert f"(remove [checkpoint] from {job} to run without checkpoints)" in err
+    assert "Traceback" not in err
+    assert not (data_dir / "out.jsonl").exists()  # nothing ran
+
+
+def test_demo_subprocess_summary_adds_up(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    out_dir = tmp_path / "demo"
+    command = [sys.executable, "-m", "asyncwait", "demo", "--events", "2000", "--users", "100"]
+    command += ["--quiet", "--json-summary", str(summary_path), "--dir", str(out_dir)]
+    command += ["--seed", "7"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == ""
+    summary = json.loads(summary_path.read_text())
+    malformed = 2  # 0.1 % of 2000 lines
+    unreadable = 0  # lines that are not JSON: the source rejects them before they are events
+    for line in (out_dir / "events.jsonl").read_text().splitlines():
+        try:
+            json.loads(line)
+        except ValueError:
+            unreadable += 1
+    assert summary["status"] == "succeeded"
+    assert summary["errors"] == malformed
+    # Left join: every line is either an output or an error, and every event read is one
+    # or the other too.
+    assert summary["events_out"] + summary["errors"] == 2000
+    assert summary["events_in"] == 2000 - unreadable
+    assert summary["events_in"] == summary["events_out"] + summary["errors"] - unreadable
+    enriched = read_jsonl(out_dir / "enriched.jsonl")
+    assert len(enriched) == 2000 - malformed
+    assert len(read_jsonl(out_dir / "errors.jsonl")) == malformed
+    with_age = [e for e in enriched if "age" in e]
+    assert 0 < len(with_age) < len(enriched)  # user_50 and user_100 have no row
+    assert all(int(str(e["userID"]).removeprefix("user_")) % 50 != 0 for e in with_age)
+    assert (out_dir / "job.toml").is_file()
+
+
+def test_demo_in_process_with_latency_and_no_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "demo"
+    argv = ["demo", "--events", "300", "--users", "20", "--dir", str(out_dir), "--seed", "1"]
+    argv += ["--latency-ms", "1", "--no-cache", "--mode", "ordered", "--capacity", "50"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "generated 300 events (1 malformed) and dim_user (20 of 20 users)" in err
+    assert f"enriched events: {out_dir / 'enriched.jsonl'}" in err
+    job = (out_dir / "job.toml").read_text()
+    assert 'mode = "ordered"' in job
+    assert "capacity = 50" in job
+    assert "cache" not in job
+    assert len(read_jsonl(out_dir / "enriched.jsonl")) == 299
+    with_age = read_jsonl(out_dir / "enriched.jsonl")
+    assert all("age" in e for e in with_age)  # fewer than 50 users: every one has a row
+
+
+# ------------------------------------------------------------------ displays and summaries
+
+
+def view(elapsed: float, events_in: int, *, hits: int = 0) -> ProgressView:
+    lookup = OperatorView(
+        "lookup[0]:dim_user",
+        in_flight=7,
+        capacity=100,
+        emitted=events_in,
+        latency_p50=0.0005,
+        latency_p99=0.004,
+        counters={"cache_hits": hits, "cache_misses": events_in - hits},
+    )
+    return ProgressView(elapsed, events_in, events_in - 1, 1, (lookup, OperatorView("map")))
+
+
+def test_line_display_writes_at_most_every_few_seconds() -> None:
+    stream = io.StringIO()
+    display = LineDisplay(stream, every=5.0)
+    for second in range(1, 12):
+        display.update(view(second, second * 1000, hits=second * 900))
+    display.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0] == (
+        "[    5.0 s] in 5,000 (1,000/s), out 4,999 (1,000/s), errors 1 | "
+        "lookup[0]:dim_user: in-flight 7/100, cache hits 90.0%, p99 4.00 ms"
+    )
+    assert lines[1].startswith("[   10.0 s] in 10,000 (1,000/s)")
+
+
+def test_live_display_and_summary_on_a_terminal() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, color_system=None)
+    display = LiveDisplay(console, "enrich")
+    display.update(view(1.0, 1000, hits=500))
+    display.update(view(2.0, 3000, hits=2000))
+    display.close()
+    display.close()
+    shown = buffer.getvalue()
+    assert "in 3,000 (2,000/s)" in shown
+    assert "7/100" in shown
+    assert "66.7%" in shown
+    summary = summarize(view(2.0, 3000, hits=2000), job="enrich", errors_path=Path("e.jsonl"))
+    print_summary(summary, console)
+    table = buffer.getvalue()[len(shown) :]
+    assert "job enrich" in table
+    assert "1 (see e.jsonl)" in table
+    assert "1,500 events/s" in table
+    assert "lookup[0]:dim_user" in table
+
+
+def test_plain_summary_and_json(tmp_path: Path) -> None:
+    summary = summarize(
+        view(4.0, 2000, hits=1000), job="enrich", status="failed", error="job 'enrich' failed: x"
+    )
+    assert summary["throughput_eps"] == 500.0
+    assert summary["cache_hit_ratio"] == 0.5
+    (lookup, mapped) = summary["operators"]
+    assert (lookup["latency_p50_ms"], lookup["latency_p99_ms"]) == (0.5, 4.0)
+    assert (mapped["latency_p50_ms"], mapped["cache_hit_ratio"], mapped["capacity"]) == (
+        None,
+        None,
+        None,
+    )
+    buffer = io.StringIO()
+    print_summary(summary, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert text.splitlines()[:4] == [
+        "job enrich",
+        "  status            failed",
+        "  events in         2,000",
+        "  events out        1,999",
+    ]
+    assert "  cache hit ratio   50.0%" in text
+    assert "  lookup[0]:dim_user    2,000  0.50 ms  4.00 ms       50.0%          0/0/0" in text
+    path = tmp_path / "s.json"
+    write_json_summary(summary, path)
+    assert json.loads(path.read_text()) == summary
+
+
+def test_summary_shows_bad_input_without_an_errors_file(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = write_job(data_dir, JOB.replace('[errors]\npath = "errors.jsonl"\n', "[errors]\n"))
+    assert main(["run", str(job)]) == 0
+    err = capsys.readouterr().err
+    assert f"bad input at {data_dir / 'events.jsonl'}:3: invalid JSON" in err
+    assert not (data_dir / "errors.jsonl").exists()
+
+
+def test_a_missing_column_found_at_open_exits_2(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = write_job(data_dir, JOB.replace('columns = ["age"]', 'columns = ["agee"]'))
+    assert main(["run", str(job)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {job}: lookup sqlite:")
+    assert "no column 'agee'; columns: user_id, age, city" in err
+    assert "Traceback" not in err

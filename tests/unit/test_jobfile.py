@@ -1,0 +1,446 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from asyncwait import BadInputError, ConfigError, OutputMode
+from asyncwait.jobfile import (
+    CacheSpec,
+    JobSpec,
+    RetrySpec,
+    WatermarkSpec,
+    build,
+    describe,
+    load,
+    parse,
+    timestamp_extractor,
+)
+from asyncwait.retry import ExponentialBackoff, FixedDelay
+
+EVENTS = [
+    {"userID": "user_1", "eventTime": "2016-06-06 07:03:42", "eventType": "browse", "productID": 2},
+    {"userID": "user_2", "eventTime": "2016-06-06 07:03:41", "eventType": "click", "productID": 3},
+    {"userID": "user_9", "eventTime": "2016-06-06 07:03:45", "eventType": "buy", "productID": 4},
+    {"userID": "user_1", "eventTime": "2016-06-06 07:03:46", "eventType": "cart", "productID": 2},
+]
+
+LOOKUP = """
+[[lookup]]
+type = "sqlite"
+path = "dim.db"
+table = "dim_user"
+key = "user_id"
+on = "userID"
+columns = ["age"]
+how = "left"
+mode = "unordered"
+capacity = 10
+timeout = 1.0
+cache = { type = "lru", max_size = 100, ttl = 300, miss_ttl = 30 }
+retry = { type = "exponential", max_retries = 3, initial_delay = 0.1, max_delay = 2.0 }
+"""
+
+JOB = (
+    """
+[job]
+name = "enrich"
+
+[source]
+type = "jsonl"
+path = "events.jsonl"
+
+[source.watermarks]
+timestamp_field = "eventTime"
+timestamp_format = "%Y-%m-%d %H:%M:%S"
+max_out_of_orderness_ms = 5000
+"""
+    + LOOKUP
+    + """
+[sink]
+type = "jsonl"
+path = "out.jsonl"
+
+[errors]
+path = "errors.jsonl"
+max_errors = 10
+"""
+)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return make_data(tmp_path)
+
+
+def make_data(tmp_path: Path) -> Path:
+    """Write events.jsonl (line 3 is not JSON) and dim.db (dim_user: user_1 and user_2)."""
+    lines = [json.dumps(e) for e in EVENTS]
+    lines.insert(2, '{"userID": "user_3", "eventTi')  # a malformed line
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    con = sqlite3.connect(tmp_path / "dim.db")
+    con.execute("CREATE TABLE dim_user (user_id TEXT PRIMARY KEY, age INTEGER, city TEXT)")
+    con.executemany(
+        "INSERT INTO dim_user VALUES (?, ?, ?)", [("user_1", 22, "Hangzhou"), ("user_2", 35, None)]
+    )
+    con.commit()
+    con.close()
+    return tmp_path
+
+
+def write_job(directory: Path, text: str = JOB) -> Path:
+    path = directory / "job.toml"
+    path.write_text(text)
+    return path
+
+
+def config_error(directory: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(write_job(directory, text))
+    return str(info.value)
+
+
+# ------------------------------------------------------------------ a valid file
+
+
+def test_load_parses_every_field(data_dir: Path) -> None:
+    spec = load(write_job(data_dir))
+    assert spec.name == "enrich"
+    assert spec.source.type == "jsonl"
+    assert spec.source.path == data_dir / "events.jsonl"
+    assert spec.source.watermarks == WatermarkSpec("eventTime", "%Y-%m-%d %H:%M:%S", 5000)
+    (lookup,) = spec.lookups
+    assert lookup.type == "sqlite"
+    assert lookup.path == data_dir / "dim.db"
+    assert (lookup.table, lookup.key, lookup.on) == ("dim_user", "user_id", "userID")
+    assert lookup.columns == ("age",)
+    assert lookup.how == "left"
+    assert lookup.mode is OutputMode.UNORDERED
+    assert (lookup.capacity, lookup.timeout) == (10, 1.0)
+    assert lookup.cache == CacheSpec("lru", max_size=100, ttl=300.0, miss_ttl=30.0)
+    assert lookup.retry == RetrySpec("exponential", 3, initial_delay=0.1, max_delay=2.0)
+    assert isinstance(lookup.retry.strategy, ExponentialBackoff)
+    assert spec.sink.path == data_dir / "out.jsonl"
+    assert spec.errors is not None
+    assert spec.errors.path == data_dir / "errors.jsonl"
+    assert spec.errors.max_errors == 10
+    assert spec.checkpoint is None
+    assert spec.with_max_errors(3).errors == type(spec.errors)(data_dir / "errors.jsonl", 3)
+
+
+def test_minimal_file_takes_defaults(tmp_path: Path) -> None:
+    spec = parse('[source]\ntype = "stdin"\n[sink]\ntype = "stdout"\n', file=tmp_path / "m.toml")
+    assert spec == JobSpec(
+        file=tmp_path / "m.toml",
+        name="m",
+        source=spec.source,
+        sink=spec.sink,
+    )
+    assert spec.source.path is None
+    assert spec.sink.path is None
+
+
+def test_lookup_defaults_and_other_shapes(data_dir: Path) -> None:
+    text = JOB.replace(LOOKUP, "").replace(
+        "[sink]",
+        """[[lookup]]
+type = "sqlite"
+path = "dim.db"
+table = "dim_user"
+key = "user_id"
+on = "userID"
+cache = { type = "full" }
+retry = { type = "fixed", max_retries = 2, delay = 0.5 }
+
+[[lookup]]
+type = "postgres"
+dsn = "postgresql://u:secret@db/app"
+table = "dim_city"
+key = "city"
+on = "city"
+mode = "key_ordered"
+how = "inner"
+
+[sink]""",
+    )
+    text += "\n[checkpoint]\ninterval = 5\n"
+    spec = load(write_job(data_dir, text))
+    first, second = spec.lookups
+    assert first.mode is OutputMode.UNORDERED
+    assert (first.how, first.capacity, first.timeout, first.columns) == ("left", 100, None, None)
+    assert first.cache == CacheSpec("full")
+    assert first.retry is not None
+    assert isinstance(first.retry.strategy, FixedDelay)
+    assert (second.type, second.how, second.mode) == ("postgres", "inner", OutputMode.KEY_ORDERED)
+    assert spec.checkpoint is not None
+    assert spec.checkpoint.interval == 5.0
+    assert spec.checkpoint.dir == data_dir / ".asyncwait" / "checkpoints"
+    text = describe(spec)
+    assert "lookup[1]  postgres <dsn>" in text
+    assert "secret" not in text
+
+
+def test_relative_paths_resolve_against_the_job_file(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(elsewhere)
+    (data_dir / "sub").mkdir()
+    text = JOB.replace('path = "out.jsonl"', 'path = "sub/out.jsonl"')
+    text = text.replace('path = "errors.jsonl"', f'path = "{elsewhere / "errors.jsonl"}"')
+    text += '[checkpoint]\ninterval = 1.5\ndir = "state"\n'
+    write_job(data_dir, text)
+    spec = load(Path("..") / data_dir.name / "job.toml")
+    assert spec.source.path is not None
+    assert spec.source.path.samefile(data_dir / "events.jsonl")
+    assert spec.lookups[0].path is not None
+    assert spec.lookups[0].path.samefile(data_dir / "dim.db")
+    assert spec.sink.path is not None
+    assert spec.sink.path.parent.samefile(data_dir / "sub")
+    assert spec.errors is not None
+    assert spec.errors.path == elsewhere / "errors.jsonl"  # absolute paths stay as they are
+    assert spec.checkpoint is not None
+    assert spec.checkpoint.dir.parent.samefile(data_dir)
+    assert spec.checkpoint.dir.name == "state"
+    assert all(p.is_absolute() for p in (spec.source.path, spec.sink.path))
+
+
+# ------------------------------------------------------------------ one test per error class
+
+
+def test_unknown_key_suggests_the_closest(data_dir: Path) -> None:
+    message = config_error(data_dir, JOB.replace('table = "dim_user"', 'tabel = "dim_user"'))
+    assert message.startswith(f"{data_dir / 'job.toml'}: lookup[0].tabel: unknown key;")
+    assert "did you mean 'table'?" in message
+    message = config_error(data_dir, JOB.replace("[errors]", "[errros]"))
+    assert "errros: unknown key; did you mean 'errors'?" in message
+    message = config_error(data_dir, JOB.replace("ttl = 300", "tll = 300"))
+    assert "lookup[0].cache.tll: unknown key; did you mean 'ttl'?" in message
+    message = config_error(data_dir, JOB.replace("max_out_of_orderness_ms", "max_lateness_ms"))
+    assert "source.watermarks.max_lateness_ms: unknown key" in message
+    # A key of another lookup type is named as such.
+    message = config_error(data_dir, JOB.replace('path = "dim.db"', 'dsn = "dim.db"'))
+    assert "lookup[0].dsn: not used by lookup type 'sqlite' (it takes path, table, key)" in message
+
+
+def test_wrong_type(data_dir: Path) -> None:
+    message = config_error(data_dir, JOB.replace("capacity = 10", 'capacity = "ten"'))
+    assert message == (
+        f"{data_dir / 'job.toml'}: lookup[0].capacity: expected an integer, got string 'ten'"
+    )
+    message = config_error(data_dir, JOB.replace("capacity = 10", "capacity = true"))
+    assert "lookup[0].capacity: expected an integer, got boolean True" in message
+    message = config_error(data_dir, JOB.replace("timeout = 1.0", 'timeout = "1s"'))
+    assert "lookup[0].timeout: expected a number, got string '1s'" in message
+    message = config_error(data_dir, JOB.replace('columns = ["age"]', 'columns = "age"'))
+    assert "lookup[0].columns: expected an array of non-empty strings" in message
+    message = config_error(data_dir, JOB.replace("[[lookup]]", "[lookup]"))
+    assert "lookup: expected an array of tables ([[lookup]])" in message
+
+
+def test_bad_enum_value(data_dir: Path) -> None:
+    message = config_error(data_dir, JOB.replace('mode = "unordered"', 'mode = "sorted"'))
+    assert message == (
+        f"{data_dir / 'job.toml'}: lookup[0].mode: "
+        "'sorted' is not one of ordered, unordered, key_ordered"
+    )
+    message = config_error(data_dir, JOB.replace('how = "left"', 'how = "outer"'))
+    assert "lookup[0].how: 'outer' is not one of left, inner" in message
+    message = config_error(
+        data_dir, JOB.replace('type = "jsonl"\npath = "events', 'type = "kafka"\npath = "events')
+    )
+    assert "source.type: 'kafka' is not one of jsonl, csv, stdin" in message
+    message = config_error(data_dir, JOB.replace('type = "lru"', 'type = "lfu"'))
+    assert "lookup[0].cache.type: 'lfu' is not one of lru, full" in message
+
+
+def test_out_of_range_values(data_dir: Path) -> None:
+    message = config_error(data_dir, JOB.replace("capacity = 10", "capacity = -5"))
+    assert message.endswith("lookup[0].capacity: must be >= 1, got -5")
+    message = config_error(data_dir, JOB.replace("timeout = 1.0", "timeout = 0"))
+    assert "lookup[0].timeout: must be > 0, got 0" in message
+    message = config_error(data_dir, JOB.replace("max_errors = 10", "max_errors = -1"))
+    assert "errors.max_errors: must be >= 0, got -1" in message
+    message = config_error(data_dir, JOB.replace("max_delay = 2.0", "max_delay = 0.01"))
+    assert "lookup[0].retry: max_delay (0.01) must not be smaller than initial_delay" in message
+    message = config_error(data_dir, JOB.replace("initial_delay", "jitter = 2, initial_delay"))
+    assert "lookup[0].retry.jitter: must be within [0, 1], got 2.0" in message
+    message = config_error(data_dir, JOB.replace('"%Y-%m-%d %H:%M:%S"', '"YYYY-MM-DD"'))
+    assert "source.watermarks.timestamp_format: 'YYYY-MM-DD' is not a strptime format" in message
+
+
+def test_missing_required_field(data_dir: Path) -> None:
+    message = config_error(data_dir, JOB.replace('on = "userID"\n', ""))
+    assert message == f"{data_dir / 'job.toml'}: lookup[0].on: missing required field"
+    message = config_error(data_dir, JOB.replace('type = "sqlite"\n', ""))
+    assert "lookup[0].type: missing required field" in message
+    message = config_error(data_dir, JOB.replace("max_size = 100, ", ""))
+    assert "lookup[0].cache.max_size: missing required field" in message
+    message = config_error(data_dir, JOB.replace('[sink]\ntype = "jsonl"\npath = "out.jsonl"', ""))
+    assert message.endswith("sink: missing required field")
+    message = config_error(data_dir, JOB.replace('timestamp_field = "eventTime"\n', ""))
+    assert "source.watermarks.timestamp_field: missing required field" in message
+
+
+def test_missing_input_file(data_dir: Path) -> None:
+    (data_dir / "events.jsonl").unlink()
+    message = config_error(data_dir, JOB)
+    assert message == (
+        f"{data_dir / 'job.toml'}: source.path: no such file: {data_dir / 'events.jsonl'}"
+    )
+    message = config_error(
+        data_dir,
+        JOB.replace('path = "events.jsonl"', 'path = "dim.db"').replace(
+            'path = "dim.db"\ntable', 'path = "nope.db"\ntable'
+        ),
+    )
+    assert f"lookup[0].path: no such file: {data_dir / 'nope.db'}" in message
+    message = config_error(
+        data_dir,
+        JOB.replace('"events.jsonl"', '"dim.db"').replace('"out.jsonl"', '"no/such/dir/out.jsonl"'),
+    )
+    assert f"sink.path: directory does not exist: {data_dir / 'no' / 'such' / 'dir'}" in message
+
+
+def test_unreadable_or_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.toml: cannot read job file"):
+        load(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not a valid TOML file: .*line 1"):
+        parse("[source\n", file="bad.toml")
+
+
+# ------------------------------------------------------------------ event time
+
+
+def test_timestamp_extractor_strptime_is_utc() -> None:
+    ts = timestamp_extractor(WatermarkSpec("eventTime", "%Y-%m-%d %H:%M:%S"))
+    assert ts({"eventTime": "2016-06-06 07:03:42"}) == 1_465_196_622_000
+    assert ts({"eventTime": "2016-06-06 07:03:42"}) == 1_465_196_622_000  # cached path
+    assert ts({"eventTime": "2016-6-6 7:03:42"}) == 1_465_196_622_000  # strptime fallback
+    other = timestamp_extractor(WatermarkSpec("t", "%d/%m/%Y %H:%M%z"))
+    assert other({"t": "06/06/2016 09:03+0200"}) == 1_465_196_580_000
+
+
+def test_timestamp_extractor_epochs() -> None:
+    ms = timestamp_extractor(WatermarkSpec("t", "epoch_ms"))
+    assert ms({"t": 1_465_196_622_000}) == 1_465_196_622_000
+    assert ms({"t": "1465196622000"}) == 1_465_196_622_000
+    seconds = timestamp_extractor(WatermarkSpec("t", "epoch_s"))
+    assert seconds({"t": 1_465_196_622}) == 1_465_196_622_000
+    assert seconds({"t": 1_465_196_622.5}) == 1_465_196_622_500
+    assert seconds({"t": "1465196622.25"}) == 1_465_196_622_250
+    with pytest.raises(BadInputError, match=r"timestamp field 't': True is not a number"):
+        seconds({"t": True})
+
+
+@pytest.mark.parametrize(
+    ("spec", "event", "match"),
+    [
+        (
+            WatermarkSpec("eventTime", "%Y-%m-%d %H:%M:%S"),
+            {"x": 1},
+            "no timestamp field 'eventTime'",
+        ),
+        (WatermarkSpec("eventTime", "%Y-%m-%d %H:%M:%S"), [1, 2], "no timestamp field 'eventTime'"),
+        (
+            WatermarkSpec("eventTime", "%Y-%m-%d %H:%M:%S"),
+            {"eventTime": "20l6-06-06 07:03:42"},
+            "timestamp field 'eventTime': '20l6-06-06 07:03:42' does not match the format",
+        ),
+        (
+            WatermarkSpec("eventTime", "%Y-%m-%d %H:%M:%S"),
+            {"eventTime": 17},
+            "timestamp field 'eventTime': 17 is not a string",
+        ),
+        (WatermarkSpec("t", "epoch_ms"), {"t": "soon"}, "'soon' is not a number"),
+    ],
+)
+def test_timestamp_extractor_bad_input(spec: WatermarkSpec, event: object, match: str) -> None:
+    with pytest.raises(BadInputError, match=match):
+        timestamp_extractor(spec)(event)
+
+
+# ------------------------------------------------------------------ building
+
+
+def test_unavailable_lookup_type_fails_when_built(data_dir: Path) -> None:
+    text = JOB.replace(
+        LOOKUP, '[[lookup]]\ntype = "redis"\nurl = "redis://localhost"\non = "userID"\n'
+    )
+    spec = load(write_job(data_dir, text))
+    with pytest.raises(
+        ConfigError, match=r"lookup\[0\]\.type: lookup type 'redis' needs asyncwait\[redis\]"
+    ):
+        build(spec)
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_build_runs_the_job_end_to_end(data_dir: Path) -> None:
+    wrapped: list[str] = []
+
+    def wrap(table: object) -> object:
+        wrapped.append(str(getattr(table, "name", "")))
+        return table
+
+    env = build(load(write_job(data_dir)), wrap_lookup=wrap)
+    result = await env.execute_async()
+    assert wrapped == [f"sqlite:{data_dir / 'dim.db'}/dim_user"]
+    assert (result.events_in, result.events_out, result.errors) == (4, 4, 1)
+    out = read_jsonl(data_dir / "out.jsonl")
+    assert sorted((str(e["userID"]), e.get("age"), e["eventType"]) for e in out) == [
+        ("user_1", 22, "browse"),
+        ("user_1", 22, "cart"),
+        ("user_2", 35, "click"),
+        ("user_9", None, "buy"),  # left join: no row, the event unchanged
+    ]
+    assert all("city" not in e for e in out)  # columns = ["age"]
+    (error,) = read_jsonl(data_dir / "errors.jsonl")
+    assert (error["line"], error["source"]) == (3, str(data_dir / "events.jsonl"))
+    (operator,) = result.operators
+    assert operator.name == "lookup[0]:dim_user"
+    assert operator.capacity == 10
+
+
+async def test_build_csv_inner_key_ordered_full_cache(data_dir: Path) -> None:
+    (data_dir / "events.csv").write_text(
+        "userID,ts,productID\nuser_1,1465196622,2\nuser_9,1465196623,3\n"
+        "user_2,1465196621,4\n,1465196624,5\nuser_2,soon,6\n"
+    )
+    text = f"""
+[source]
+type = "csv"
+path = "events.csv"
+[source.watermarks]
+timestamp_field = "ts"
+timestamp_format = "epoch_s"
+[[lookup]]
+type = "sqlite"
+path = "{data_dir / "dim.db"}"
+table = "dim_user"
+key = "user_id"
+on = "userID"
+how = "inner"
+mode = "key_ordered"
+cache = {{ type = "full" }}
+[sink]
+type = "csv"
+path = "out.csv"
+[errors]
+path = "errors.jsonl"
+"""
+    spec = load(write_job(data_dir, text))
+    result = await build(spec).execute_async()
+    lines = (data_dir / "out.csv").read_text().splitlines()
+    assert lines[0] == "userID,ts,productID,user_id,age,city"  # all columns by default
+    assert sorted(lines[1:]) == [
+        "user_1,1465196622,2,user_1,22,Hangzhou",
+        "user_2,1465196621,4,user_2,35,",
+    ]
+    assert result.errors == 1  # the unparsable "soon"; the empty key is just not found
+    (error,) = read_jsonl(data_dir / "errors.jsonl")
+    assert "timestamp field 'ts': 'soon' is not a number (epoch_s)" in str(error["reason"])
