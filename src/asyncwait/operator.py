@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
+import math
 import random
 import time
 import types
@@ -57,6 +58,9 @@ _WAITING = EntryState.WAITING
 _CoroutineType = types.CoroutineType
 # asyncio runs a timer up to one clock tick early; a deadline that close counts as passed.
 _TICK = time.get_clock_info("monotonic").resolution
+# The suspend rate is a moving average over roughly the last 16 calls.
+_RATE_NEW = 1 / 16
+_RATE_KEEP = 1 - _RATE_NEW
 # One element in this many is timed for the latency histogram (keeps the hot path cheap).
 _LATENCY_SAMPLE = 8
 
@@ -216,7 +220,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._idle_workers: list[asyncio.Future[None]] = []
         self._waking = 0
         self._worker_active = False  # a worker runs its synchronous span right now
-        self._calls_suspend = False  # whether the latest call suspended (see _start)
+        # Moving average of the share of calls that suspend (see _dispatch).
+        self._suspend_rate = 0.0
         self._in_flight = 0
         self._admitted = 0
         self._emitted = 0
@@ -468,15 +473,10 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         entry.attempt += 1
         self._ready.append(entry)
         # A worker inside its synchronous span takes the entry itself before it next
-        # suspends. Otherwise, when calls have been completing without suspending, one
-        # woken worker is enough (if its call does suspend, it wakes others for whatever is
-        # left, see _dispatch); when they suspend, wake one worker per ready entry now
-        # rather than one loop iteration later.
-        if not self._worker_active:
-            if self._calls_suspend:
-                self._dispatch()
-            elif not self._waking:
-                self._wake_worker()
+        # suspends; otherwise wake as many workers as the ready entries will need (when
+        # no call has suspended lately, that is one: skip the arithmetic).
+        if not self._worker_active and (self._suspend_rate or not self._waking):
+            self._dispatch()
 
     def _wake_worker(self) -> bool:
         self._waking += 1
@@ -493,9 +493,20 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         return False
 
     def _dispatch(self) -> None:
-        """A worker is about to suspend: wake enough others for the ready entries."""
-        ready = self._ready
-        while len(ready) > self._waking and self._wake_worker():
+        """Make sure enough workers will look at the ready entries.
+
+        One worker runs ready entries back to back until a call suspends. So the entries
+        need about ``len(ready) * suspend_rate`` workers: one when calls complete at once
+        (cache hits), one per entry when every call waits on I/O. A worker whose call
+        suspends calls this again for whatever is left.
+        """
+        want = len(self._ready)
+        if not want:
+            return
+        rate = self._suspend_rate
+        if rate < 1.0:
+            want = max(1, math.ceil(want * rate))
+        while self._waking < want and self._wake_worker():
             pass
 
     async def _work(self) -> None:
@@ -528,15 +539,15 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                                 yielded = awaitable.send(None)
                             except StopIteration as stop:
                                 result = stop.value
-                                self._calls_suspend = False
+                                self._suspend_rate *= _RATE_KEEP
                             else:
-                                self._calls_suspend = True
+                                self._suspend_rate = self._suspend_rate * _RATE_KEEP + _RATE_NEW
                                 self._dispatch()
                                 self._worker_active = False
                                 result = await _resume(awaitable, yielded)
                                 self._worker_active = True
                         else:
-                            self._calls_suspend = True
+                            self._suspend_rate = self._suspend_rate * _RATE_KEEP + _RATE_NEW
                             self._dispatch()
                             self._worker_active = False
                             result = await awaitable
@@ -572,7 +583,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 self._worker_active = False
                 if self._state is not _State.OPEN:
                     break
-                if self._calls_suspend:
+                if self._suspend_rate > 0.5:
                     # The slots this worker freed wake the feeder in the next iteration:
                     # yield once, behind it, to take its new entries without a wake-up.
                     self._waking += 1
