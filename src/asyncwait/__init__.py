@@ -4,7 +4,12 @@ Enrich a stream from external systems with bounded concurrency, ordered, unorder
 key-ordered output, watermarks, per-element timeouts, retries and snapshots.
 """
 
+from . import cache as cache
+from . import lookups as lookups
 from . import retry as retry
+from . import sinks as sinks
+from . import sources as sources
+from . import watermarks as watermarks
 from .elements import Record as Record
 from .elements import StreamElement as StreamElement
 from .elements import Watermark as Watermark
@@ -18,14 +23,21 @@ from .errors import InternalError as InternalError
 from .function import AsyncFunction as AsyncFunction
 from .function import RuntimeContext as RuntimeContext
 from .function import threaded as threaded
+from .join import LookupJoin as LookupJoin
 from .metrics import Metrics as Metrics
 from .operator import AsyncWaitOperator as AsyncWaitOperator
 from .operator import OperatorStatistics as OperatorStatistics
 from .operator import OutputMode as OutputMode
 from .retry import NO_RETRY as NO_RETRY
+from .runtime import DataStream as DataStream
+from .runtime import JobProgress as JobProgress
+from .runtime import JobResult as JobResult
+from .runtime import OperatorSummary as OperatorSummary
+from .runtime import StreamEnvironment as StreamEnvironment
 from .waits import key_ordered_wait as key_ordered_wait
 from .waits import ordered_wait as ordered_wait
 from .waits import unordered_wait as unordered_wait
+from .watermarks import WatermarkStrategy as WatermarkStrategy
 
 __version__ = "0.1.0"
 
@@ -39,17 +51,29 @@ __all__ = [
     "BadInputError",
     "ClosedError",
     "ConfigError",
+    "DataStream",
     "InternalError",
+    "JobProgress",
+    "JobResult",
+    "LookupJoin",
     "Metrics",
     "OperatorStatistics",
+    "OperatorSummary",
     "OutputMode",
     "Record",
     "RuntimeContext",
     "StreamElement",
+    "StreamEnvironment",
     "Watermark",
+    "WatermarkStrategy",
+    "cache",
     "key_ordered_wait",
+    "lookups",
     "ordered_wait",
     "retry",
+    "sinks",
+    "sources",
     "threaded",
     "unordered_wait",
+    "watermarks",
 ]

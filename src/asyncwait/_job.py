@@ -28,7 +28,7 @@ from .operator import AsyncWaitOperator, OutputMode
 from .runtime import JobProgress, JobResult, OperatorSummary
 from .sinks import Sink
 from .sources import Source
-from .watermarks import MAX_TIMESTAMP, WatermarkStep
+from .watermarks import MAX_TIMESTAMP, _WatermarkStep
 
 _FINAL = Watermark(MAX_TIMESTAMP)
 
@@ -220,7 +220,7 @@ _STEPS: dict[str, Callable[..., Step]] = {
     "map": MapStep,
     "filter": FilterStep,
     "flat_map": FlatMapStep,
-    "watermarks": WatermarkStep,
+    "watermarks": _WatermarkStep,
 }
 
 

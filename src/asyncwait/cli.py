@@ -21,7 +21,7 @@ import sqlite3
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop when installed (auto, the default), or asyncio's own",
+    )
     output.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
     output.add_argument(
         "--json-summary", metavar="FILE", type=Path, help="also write the summary as JSON"
@@ -202,6 +208,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         debug=args.debug,
         json_summary=args.json_summary,
         fresh=args.fresh,
+        loop=args.loop,
     )
 
 
@@ -235,6 +242,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         debug=args.debug,
         json_summary=args.json_summary,
         wrap_lookup=wrap,
+        loop=args.loop,
     )
     if code == EXIT_OK and not args.quiet:
         console.print(
@@ -252,6 +260,7 @@ def _execute_job(
     json_summary: Path | None,
     fresh: bool = False,
     wrap_lookup: Callable[[Any], Any] | None = None,
+    loop: str = "auto",
 ) -> int:
     """Build and run ``spec``: the one code path of both ``run`` and ``demo``."""
     from .progress import (
@@ -281,7 +290,7 @@ def _execute_job(
     errors_path = spec.errors.path if spec.errors else None
     failure: BaseException | None = None
     try:
-        result = asyncio.run(_drive(env, display))
+        result = _run_loop(_drive(env, display), loop)
     except KeyboardInterrupt:
         display.close()
         _error(f"job {spec.name!r} interrupted")
@@ -339,6 +348,24 @@ def _failure_message(spec: jobfile.JobSpec, exc: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" (caused by {type(cause).__name__}: {cause})"
     return text if text.startswith(job) else f"{job} failed: {text}"
+
+
+def _run_loop(main: Coroutine[Any, Any, Any], loop: str) -> Any:
+    """Run ``main`` on the chosen event loop; ``auto`` takes uvloop when it is installed.
+
+    uvloop runs the same job about 1.5-2x faster (its loop is C, asyncio's is Python).
+    """
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                main.close()
+                msg = "--loop uvloop: uvloop is not installed (pip install 'asyncwait[uvloop]')"
+                raise ConfigError(msg) from None
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 async def _drive(env: StreamEnvironment, display: Display) -> Any:

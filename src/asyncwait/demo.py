@@ -207,8 +207,12 @@ def write_job(
     Returns:
         The job file.
     """
+    # Sized to hold the whole dimension table: a user's age is looked up once per TTL.
+    size = max(10_000, data.users)
     cache_line = (
-        'cache = { type = "lru", max_size = 10000, ttl = 300, miss_ttl = 30 }\n' if cache else ""
+        f'cache = {{ type = "lru", max_size = {size}, ttl = 300, miss_ttl = 30 }}\n'
+        if cache
+        else ""
     )
     text = (
         "# Written by `asyncwait demo`: browse events enriched with the user's age.\n"

@@ -159,7 +159,7 @@ class WatermarkStrategy(Generic[T]):
 
 
 @final
-class WatermarkStep(Step):
+class _WatermarkStep(Step):
     """Stamps records and emits the strategy's watermarks (a chained step; private).
 
     Invariant: ``_emitted`` is the last watermark emitted (``None`` before the first); every
@@ -285,7 +285,7 @@ class WatermarkStep(Step):
         return None
 
     def __repr__(self) -> str:
-        return f"<WatermarkStep {self.name!r} max {self._max} watermark {self._emitted}>"
+        return f"<_WatermarkStep {self.name!r} max {self._max} watermark {self._emitted}>"
 
 
 def _nothing() -> None:

@@ -21,6 +21,13 @@ CONCEPT_MODULES = [
     "operator",
     "waits",
     "metrics",
+    "runtime",
+    "watermarks",
+    "sources",
+    "sinks",
+    "cache",
+    "join",
+    "lookups",
 ]
 
 

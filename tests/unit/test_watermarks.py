@@ -10,7 +10,7 @@ import pytest
 
 from asyncwait import BadInputError, ConfigError, Record, StreamElement, Watermark, sinks
 from asyncwait.runtime import StreamEnvironment
-from asyncwait.watermarks import MAX_TIMESTAMP, WatermarkStep, WatermarkStrategy
+from asyncwait.watermarks import MAX_TIMESTAMP, WatermarkStrategy, _WatermarkStep
 from tests.helpers import settle
 
 FINAL = Watermark(MAX_TIMESTAMP)
@@ -178,7 +178,7 @@ async def test_a_failing_assigner_fails_the_job() -> None:
 @pytest.mark.looptime
 async def test_idleness_follows_flinks_idleness_timer() -> None:
     strategy = WatermarkStrategy.for_monotonous_timestamps().with_idleness(0.5)
-    step = WatermarkStep(strategy, "wm", lambda error, record=None: None, sourced=False)
+    step = _WatermarkStep(strategy, "wm", lambda error, record=None: None, sourced=False)
     wakes: list[float] = []
     step.start(lambda: wakes.append(now()))
     try:

@@ -1,0 +1,89 @@
+"""``python -m bench {suite|all} [--quick] [--json FILE]``: run benchmark suites.
+
+To add a suite, write a module with ``run(options: Options) -> SuiteResult`` and register it
+in :data:`SUITES`; ``all`` runs every registered suite in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import core
+from ._util import CpuSample, Options, SuiteResult, machine_info
+
+Suite = Callable[[Options], SuiteResult]
+
+SUITES: dict[str, Suite] = {
+    "operator": core.run,
+}
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages, or "n/a" where the platform has none."""
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run asyncwait's benchmark suites."
+    )
+    parser.add_argument("suite", choices=[*SUITES, "all"], help="the suite to run, or all")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny workloads: a smoke run, not a measurement"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also save results as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    options = Options(quick=args.quick)
+    names = list(SUITES) if args.suite == "all" else [args.suite]
+    info = machine_info()
+    print(
+        f"machine: {info['cores']} cores, {info['cpu']}; "
+        f"{info['implementation']} {info['python']}; loops: {', '.join(info['loops'])}"
+    )
+    load_before = _load()
+    print(f"load average before: {load_before}")
+    started = time.perf_counter()
+    cpu_start = CpuSample.now()
+    results: list[SuiteResult] = []
+    for name in names:
+        print(f"\n=== suite: {name}{' (--quick)' if args.quick else ''} ===")
+        results.append(SUITES[name](options))
+    elapsed = time.perf_counter() - started
+    others = CpuSample.now().others_since(cpu_start)
+    load_after = _load()
+    print(f"\ndone in {elapsed:.1f} s; load average after: {load_after}")
+    if others is not None:
+        print(
+            f"other processes used {others:.2f} of {os.cpu_count()} cores on average during "
+            "the run" + (" (noisy: rerun on an idle machine)" if others > 0.25 else "")
+        )
+    if args.json is not None:
+        document: dict[str, Any] = {
+            "machine": info,
+            "quick": args.quick,
+            "seconds": elapsed,
+            "load_average": {"before": load_before, "after": load_after},
+            "other_processes_cores": others,
+            "suites": {result.name: result.as_dict() for result in results},
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        print(f"results saved to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
