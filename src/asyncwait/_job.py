@@ -262,6 +262,10 @@ class Job:
         add, source = self.errors.add, pipeline.source.name
 
         def reject(error: BadInputError, record: Record[Any] | None = None, /) -> None:
+            if operator is None:
+                # A line the source could not read is still an event in: in = out + errors
+                # (+ what filters and inner joins drop).
+                self.events_in += 1
             line = _line(record)
             if line is None:
                 line = error.line

@@ -89,8 +89,8 @@ class JobProgress:
         name: the job's name.
         running: whether the job is running now.
         elapsed: seconds of loop time since the job started.
-        events_in: records read from the source(s); malformed lines are counted in
-            ``errors`` only.
+        events_in: elements read from the source(s), malformed lines included (they are
+            counted in ``errors`` too).
         events_out: records written by the sink(s).
         errors: bad input elements routed to the errors file.
         operators: each async operator's numbers, in pipeline order.
@@ -112,7 +112,7 @@ class JobResult:
 
     Attributes:
         name: the job's name.
-        events_in: records read from the source(s).
+        events_in: elements read from the source(s), malformed lines included.
         events_out: records written by the sink(s).
         errors: bad input elements routed to the errors file.
         duration: seconds of loop time the job ran.

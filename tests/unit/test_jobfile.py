@@ -390,7 +390,7 @@ async def test_build_runs_the_job_end_to_end(data_dir: Path) -> None:
     env = build(load(write_job(data_dir)), wrap_lookup=wrap)
     result = await env.execute_async()
     assert wrapped == [f"sqlite:{data_dir / 'dim.db'}/dim_user"]
-    assert (result.events_in, result.events_out, result.errors) == (4, 4, 1)
+    assert (result.events_in, result.events_out, result.errors) == (5, 4, 1)
     out = read_jsonl(data_dir / "out.jsonl")
     assert sorted((str(e["userID"]), e.get("age"), e["eventType"]) for e in out) == [
         ("user_1", 22, "browse"),

@@ -218,7 +218,7 @@ async def test_bad_input_from_steps_and_operators_goes_to_the_errors_file(
     )
     result = await env.execute_async()
     assert sorted(out.values) == [1, 4]
-    assert (result.events_in, result.events_out, result.errors) == (4, 2, 4)
+    assert (result.events_in, result.events_out, result.errors) == (6, 2, 4)
     # In the order found: the source rejects its lines before the steps see earlier ones.
     entries = sorted(read_errors(errors), key=lambda e: e["line"])
     assert [(e["line"], e.get("operator")) for e in entries] == [
