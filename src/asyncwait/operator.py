@@ -61,6 +61,9 @@ _TICK = time.get_clock_info("monotonic").resolution
 # The suspend rate is a moving average over roughly the last 16 calls.
 _RATE_NEW = 1 / 16
 _RATE_KEEP = 1 - _RATE_NEW
+# Above this suspend rate, workers await calls directly, driving one in _SAMPLE by hand.
+_MOSTLY = 0.9
+_SAMPLE = 16
 # One element in this many is timed for the latency histogram (keeps the hot path cheap).
 _LATENCY_SAMPLE = 8
 
@@ -223,6 +226,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         # Moving average of the share of calls that suspend (see _dispatch).
         self._suspend_rate = 0.0
         self._in_flight = 0
+        # Entries holding a slot: in the queue, or popped and still being emitted.
+        self._held = 0
         self._admitted = 0
         self._emitted = 0
         self._retries = 0
@@ -314,7 +319,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         value = record.value
         key = None if self._key is None else self._key_of(value, record)
         # An entry whose awaitable emit is still pending holds its slot too.
-        if len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
+        if self._held >= self._capacity:
             await self._wait_for_space(record)
         self._admit(QueueEntry(record, value, key))
 
@@ -327,9 +332,10 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 f"{self.name}: process_watermark() takes a Watermark, got {_short_repr(watermark)}"
             )
             raise TypeError(msg)
-        if len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
+        if self._held >= self._capacity:
             await self._wait_for_space(watermark)
         entry = QueueEntry.watermark(watermark)
+        self._held += 1
         self._admitted += 1
         entry.seq = self._admitted
         self._queue.put(entry)
@@ -344,7 +350,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             self._raise_state()
         loop = self._loop
         assert loop is not None  # state OPEN implies open() set the loop
-        while len(self._queue) or self._emitting:
+        while self._held:
             fut = self._idle
             if fut is None or fut.done():
                 fut = self._idle = loop.create_future()
@@ -372,7 +378,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         """Return the current counters."""
         return OperatorStatistics(
             in_flight=self._in_flight,
-            queued=len(self._queue) + (self._emitting_entry is not None),
+            queued=self._held,
             capacity=self._capacity,
             emitted=self._emitted,
             retries=self._retries,
@@ -383,7 +389,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
     def __repr__(self) -> str:
         return (
             f"<AsyncWaitOperator {self.name!r} {self._mode.name} {self._state.value} "
-            f"in-flight {self._in_flight}/{self._capacity} queued {len(self._queue)} "
+            f"in-flight {self._in_flight}/{self._capacity} queued {self._held} "
             f"emitted {self._emitted}>"
         )
 
@@ -398,7 +404,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         """Admit ``value`` if a slot is free; False when full."""
         if self._state is not _State.OPEN or self._failure is not None:
             self._raise_state()
-        if len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
+        if self._held >= self._capacity:
             return False
         key = None if self._key is None else self._key_of(value, None)
         self._admit(QueueEntry(None, value, key))
@@ -429,7 +435,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         assert loop is not None  # state OPEN implies open() set the loop
         self._blocked = element
         try:
-            while len(self._queue) + (self._emitting_entry is not None) >= self._capacity:
+            while self._held >= self._capacity:
                 fut = self._space
                 if fut is None or fut.done():
                     fut = self._space = loop.create_future()
@@ -441,6 +447,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
 
     def _admit(self, entry: QueueEntry) -> None:
         self._in_flight += 1
+        self._held += 1
         self._admitted += 1
         entry.seq = seq = self._admitted
         start = self._queue.put(entry)
@@ -501,11 +508,11 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         suspends calls this again for whatever is left.
         """
         want = len(self._ready)
-        if not want:
-            return
         rate = self._suspend_rate
-        if rate < 1.0:
-            want = max(1, math.ceil(want * rate))
+        if rate < _MOSTLY:
+            if not want:
+                return
+            want = math.ceil(want * rate) or 1
         while self._waking < want and self._wake_worker():
             pass
 
@@ -522,6 +529,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         assert me is not None  # a worker always runs as a task
         ready = self._ready
         call = self._call
+        calls = 0
         self._waking -= 1
         try:
             while self._state is _State.OPEN:
@@ -534,7 +542,16 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                     entry.task = me
                     try:
                         awaitable = call(entry.value)
-                        if type(awaitable) is _CoroutineType:
+                        calls += 1
+                        if self._suspend_rate > _MOSTLY and calls % _SAMPLE:
+                            # Nearly every call waits on I/O: await it directly rather than
+                            # drive its first step by hand (every _SAMPLE-th call still goes
+                            # by hand to keep the suspend rate current). _start has already
+                            # woken a worker per ready entry.
+                            self._worker_active = False
+                            result = await awaitable
+                            self._worker_active = True
+                        elif type(awaitable) is _CoroutineType:
                             try:
                                 yielded = awaitable.send(None)
                             except StopIteration as stop:
@@ -819,6 +836,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                         )
                         return
                 self._emitted += 1
+                self._held -= 1
                 space = self._space
                 if space is not None and not space.done():
                     space.set_result(None)
@@ -827,7 +845,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             self._break_emit(exc)
             return
         self._emitting = False
-        if not len(queue):
+        if not self._held:
             self._wake_idle()
 
     async def _emit_awaiting(
@@ -860,12 +878,13 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         finally:
             self._emitting = False
             self._emitter = None
-        if not len(queue):
+        if not self._held:
             self._wake_idle()
 
     def _release(self, entry: QueueEntry) -> None:
         """The entry is out: its slot frees."""
         self._emitted += 1
+        self._held -= 1
         space = self._space
         if space is not None and not space.done():
             space.set_result(None)
