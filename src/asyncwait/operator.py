@@ -53,6 +53,7 @@ OUT = TypeVar("OUT")
 Emit = Callable[[Any], Awaitable[None] | None]
 
 _RUNNING = EntryState.RUNNING
+_DONE = EntryState.DONE
 _TIMING_OUT = EntryState.TIMING_OUT
 _WAITING = EntryState.WAITING
 _CoroutineType = types.CoroutineType
@@ -645,7 +646,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             if again:
                 self._schedule_retry(entry)
                 return
-        self._finish(entry, outputs)
+        self._settle(entry, _DONE, outputs)
 
     def _on_exception(self, entry: QueueEntry, exc: Exception) -> None:
         retry = self._retry
@@ -751,7 +752,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         except TypeError as exc:
             self._fail(entry, self._not_iterable("timeout", entry, result, exc))
             return
-        self._finish(entry, outputs)
+        self._settle(entry, _DONE, outputs)
 
     # ------------------------------------------------------------------ outcomes
 
@@ -766,16 +767,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         error.__cause__ = exc
         return error
 
-    def _finish(self, entry: QueueEntry, outputs: tuple[Any, ...]) -> None:
-        entry.outputs = outputs
-        entry.transition(EntryState.DONE)
-        entry.task = None
-        self._settle(entry)
-
     def _fail(self, entry: QueueEntry, exc: BaseException) -> None:
-        entry.outputs = ()
-        entry.transition(EntryState.FAILED)
-        entry.task = None
         self._failures += 1
         if self._failure is None:
             record = entry.element()
@@ -788,9 +780,13 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             error.__cause__ = exc
             self._failure = error
             self._wake()
-        self._settle(entry)
+        self._settle(entry, EntryState.FAILED, ())
 
-    def _settle(self, entry: QueueEntry) -> None:
+    def _settle(self, entry: QueueEntry, state: EntryState, outputs: tuple[Any, ...]) -> None:
+        """``entry`` reached its final ``state`` with ``outputs``: let it go."""
+        entry.outputs = outputs
+        entry.transition(state)
+        entry.task = None
         self._in_flight -= 1
         if entry.admitted:
             assert self._loop is not None  # state OPEN implies open() set the loop
