@@ -108,7 +108,8 @@ class ErrorLog:
             where = f"see {self.path}" if self.path is not None else "no errors file was set"
             at = f"{source}:{line}" if line is not None else source
             msg = (
-                f"job {self._job!r}: more than {limit} bad input elements; {where} "
+                f"job {self._job!r}: more than {limit} bad input "
+                f"{'element' if limit == 1 else 'elements'}; {where} "
                 f"(the last one, from {at}: {reason})"
             )
             self.overflow = BadInputError(msg, source=source, line=line, raw=raw)

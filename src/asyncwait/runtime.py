@@ -281,8 +281,8 @@ class StreamEnvironment:
         """
         if self.checkpoint_interval is not None or self.checkpoint_dir is not None:
             msg = (
-                f"job {self.name!r}: checkpointing arrives with issue #4; run without "
-                "checkpoint_interval/checkpoint_dir for now"
+                f"job {self.name!r}: checkpointing is not available in this release yet; "
+                "run without checkpoint_interval/checkpoint_dir"
             )
             raise NotImplementedError(msg)
         if self._job is not None and self._job.running:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Pages whose every ```python block is a complete program.
-RUNNABLE_PAGES = ["docs/concepts.md"]
+RUNNABLE_PAGES = ["docs/concepts.md", "docs/dataflow.md", "docs/lookup-join.md"]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
@@ -25,8 +26,16 @@ def _blocks() -> list[tuple[str, str]]:
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # TMPDIR: the files an example makes with tempfile land in the test's own directory.
+    env = {**os.environ, "TMPDIR": str(cwd)}
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -43,6 +52,15 @@ def test_example_runs(example: Path, tmp_path: Path) -> None:
     done = _run([str(example)], tmp_path)
     assert done.returncode == 0, f"{example.name} failed:\n{done.stderr}"
     assert done.stdout.strip(), f"{example.name} printed nothing"
+
+
+def test_readme_dataflow_example_is_the_example_file() -> None:
+    """The README's "Dataflow in ten lines" is examples/dataflow_quickstart.py, which runs."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Dataflow in ten lines", 1)[1]
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    example = (ROOT / "examples" / "dataflow_quickstart.py").read_text(encoding="utf-8")
+    assert example.split('"""\n\n', 1)[1] == block
 
 
 def test_there_are_examples() -> None:

@@ -371,7 +371,7 @@ async def test_checkpointing_is_not_silently_ignored(tmp_path: Path) -> None:
     env = StreamEnvironment(5.0, tmp_path)
     assert (env.checkpoint_interval, env.checkpoint_dir) == (5.0, tmp_path)
     env.from_collection([1]).sink_to(sinks.collect())
-    with pytest.raises(NotImplementedError, match="issue #4"):
+    with pytest.raises(NotImplementedError, match="checkpointing is not available"):
         await env.execute_async()
 
 
