@@ -15,13 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import core
+from . import core, lookups, runtime
 from ._util import CpuSample, Options, SuiteResult, machine_info
 
 Suite = Callable[[Options], SuiteResult]
 
 SUITES: dict[str, Suite] = {
-    "operator": core.run,
+    "operator": core.run,  # the core operator vs baselines, ~2.5 minutes
+    "runtime": runtime.run,  # the demo job end to end via the CLI, ~6 minutes
+    "lookups": lookups.run,  # LookupJoin vs synchronous sqlite3, ~1 minute
 }
 
 

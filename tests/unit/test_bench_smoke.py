@@ -1,6 +1,6 @@
-"""Smoke test: ``python -m bench operator --quick`` runs and reports every result row.
+"""Smoke tests: ``python -m bench SUITE --quick`` runs and reports every result row.
 
-It checks the shape of the results only; timings on a shared CI machine mean nothing.
+They check the shape of the results only; timings on a shared CI machine mean nothing.
 """
 
 from __future__ import annotations
@@ -73,3 +73,86 @@ def test_operator_suite_quick_reports_every_row(tmp_path: Path) -> None:
     for title in ("1. zero latency", "2. fixed 10 ms", "3. exponential", "4. memory", "5. peak"):
         assert title in done.stdout
     assert "done in" in done.stdout
+
+
+def _loops(stdout: str) -> list[str]:
+    loops = ["asyncio"]
+    if importlib.util.find_spec("uvloop") is not None:
+        loops.append("uvloop")
+    else:
+        assert "uvloop is not importable" in stdout
+    return loops
+
+
+def _run_quick(suite: str, out: Path) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", suite, "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _check_values(rows: list[dict[str, object]]) -> None:
+    for row in rows:
+        values = row["values"]
+        assert isinstance(values, dict)
+        assert values, row
+        for name, value in values.items():
+            assert isinstance(value, int | float), (row, name)
+            assert math.isfinite(value), (row, name)
+        if row["target"]:
+            assert isinstance(row["met"], bool), row
+
+
+RUNTIME_STAGES = (
+    "jsonl -> jsonl",
+    "jsonl -> map -> jsonl",
+    "jsonl -> map -> unordered_wait -> jsonl",
+    "jsonl -> lookup_join(sqlite, lru) -> jsonl",
+)
+
+
+def test_runtime_suite_quick_reports_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = _run_quick("runtime", out)
+    loops = _loops(done.stdout)
+
+    rows = json.loads(out.read_text(encoding="utf-8"))["suites"]["runtime"]["rows"]
+    found = [(row["section"], row["loop"], row["case"], row["impl"]) for row in rows]
+    expected = [("demo end to end", "sync", "naive loop", "naive")]
+    expected += [
+        ("demo end to end", loop, case, "asyncwait")
+        for loop in loops
+        for case in ("cache on", "cache off")
+    ]
+    expected += [("memory streaming", loops[-1], run, "asyncwait") for run in ("N", "10N")]
+    expected += [("stages", loop, case, "asyncwait") for loop in loops for case in RUNTIME_STAGES]
+    assert sorted(found) == sorted(expected)  # every row, exactly once
+    _check_values(rows)
+    by_key = {(row["section"], row["loop"], row["case"]): row for row in rows}
+    assert by_key["demo end to end", "asyncio", "cache on"]["n"] == 20_000
+    assert by_key["memory streaming", loops[-1], "10N"]["n"] == 200_000
+    assert "vs_naive" in by_key["demo end to end", "asyncio", "cache off"]["values"]
+    assert "vs_n" in by_key["memory streaming", loops[-1], "10N"]["values"]
+
+    for title in ("1. the demo job end to end", "2. peak RSS", "3. where the time goes"):
+        assert title in done.stdout
+    assert "done in" in done.stdout
+
+
+def test_lookups_suite_quick_reports_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = _run_quick("lookups", out)
+
+    rows = json.loads(out.read_text(encoding="utf-8"))["suites"]["lookups"]["rows"]
+    assert rows[0]["impl"] == "sync"
+    assert len(rows) >= 6
+    assert all(row["impl"] == "asyncwait" for row in rows[1:])
+    assert all("vs_sync" in row["values"] for row in rows[1:])
+    _check_values(rows)
+    assert "LookupJoin" in done.stdout
