@@ -831,11 +831,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                             self._emit_awaiting(pending, emissions, i, entry)
                         )
                         return
-                self._emitted += 1
-                self._held -= 1
-                space = self._space
-                if space is not None and not space.done():
-                    space.set_result(None)
+                self._release()
         except Exception as exc:
             self._emitting = False
             self._break_emit(exc)
@@ -860,7 +856,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 if pending2 is not None:
                     await pending2
             self._emitting_entry = None
-            self._release(entry)
+            self._release()
             while self._state is _State.OPEN and (nxt := queue.pop_completed()) is not None:
                 self._emitting_entry = nxt
                 for element in self._emissions(nxt):
@@ -868,7 +864,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                     if pending2 is not None:
                         await pending2
                 self._emitting_entry = None
-                self._release(nxt)
+                self._release()
         except Exception as exc:
             self._break_emit(exc)
         finally:
@@ -877,8 +873,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         if not self._held:
             self._wake_idle()
 
-    def _release(self, entry: QueueEntry) -> None:
-        """The entry is out: its slot frees."""
+    def _release(self) -> None:
+        """An entry is out: its slot frees."""
         self._emitted += 1
         self._held -= 1
         space = self._space
