@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import core, lookups, runtime
+from . import core, kv, lookups, mysql, runtime, sql
 from ._util import CpuSample, Options, SuiteResult, machine_info
 
 Suite = Callable[[Options], SuiteResult]
@@ -24,6 +24,9 @@ SUITES: dict[str, Suite] = {
     "operator": core.run,  # the core operator vs baselines, ~2.5 minutes
     "runtime": runtime.run,  # the demo job end to end via the CLI, ~6 minutes
     "lookups": lookups.run,  # LookupJoin vs synchronous sqlite3, ~1 minute
+    "sql": sql.run,  # PostgreSQL lookups: batched vs per-key vs blocking drivers, ~1 minute
+    "kv": kv.run,  # Redis (batched vs per-key vs sync redis-py) and HTTP lookups
+    "mysql": mysql.run,  # MariaDB lookups: batched vs per-key vs sync PyMySQL, ~1 minute
 }
 
 

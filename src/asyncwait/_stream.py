@@ -266,6 +266,8 @@ class DataStream(Generic[T]):
         timeout: float | None = None,
         retry: RetryStrategy = NO_RETRY,
         name: str | None = None,
+        max_batch_size: int | None = None,
+        max_batch_wait: float = 0.0,
     ) -> DataStream[Any]:
         """Enrich each event with the row of key ``on(event)`` in ``table`` (a lookup join).
 
@@ -273,10 +275,13 @@ class DataStream(Generic[T]):
         (``"ordered"``, ``"unordered"`` or ``"key_ordered"``, keyed by ``on``). Left join:
         ``{**event, **row}``, or the event unchanged when the key has no row; inner join:
         nothing then. An event whose key cannot be taken is bad input. ``capacity``,
-        ``timeout`` and ``retry`` are the operator's.
+        ``timeout`` and ``retry`` are the operator's. Cache misses are micro-batched into
+        one ``get_many`` of at most ``max_batch_size`` keys (default 256; 1 = one query per
+        key); ``max_batch_wait`` > 0 makes a batch wait up to that many seconds for more
+        keys (sent sooner when full), 0 sends it as soon as a query slot is free.
 
         Raises:
-            ConfigError: a bad ``mode`` or ``how``.
+            ConfigError: a bad ``mode``, ``how``, ``max_batch_size`` or ``max_batch_wait``.
         """
         from .join import LookupJoin
 
@@ -288,6 +293,8 @@ class DataStream(Generic[T]):
             combine=combine,
             cache=cache,
             columns=None if columns is None else list(columns),
+            max_batch_size=max_batch_size,
+            max_batch_wait=max_batch_wait,
         )
         key = _join_key(on) if output_mode is OutputMode.KEY_ORDERED else None
         return self._async(

@@ -18,15 +18,25 @@ Life of one lookup::
 
 Lookups of one key in flight together share one query (in-flight coalescing). Keys are
 batched: the keys missed during one loop iteration, and those missed while the previous
-query is still in flight, go out in one ``get_many`` (one round trip for up to ``max_batch``
-keys; over aiosqlite this lifts throughput about 3x, see ``bench/lookups.py``). A failed
-query fails every lookup waiting for it and is not cached.
+query is still in flight, go out in one ``get_many`` (one round trip for up to
+``max_batch_size`` keys; over aiosqlite this lifts throughput about 3x, see
+``bench/lookups.py``). With ``max_batch_wait`` > 0 a new batch also waits up to that long
+for more keys before it is sent (sooner when full)::
+
+    key A misses ─► new batch [A] ─ timer max_batch_wait ─┐
+    key B misses ─► [A, B]                                ├─► sent when the timer fires,
+    key C misses ─► [A, B, C] ...                         │   or at once when it is full,
+                                                          ┘   and a query slot is free
+
+A failed query fails every lookup waiting for it and is not cached; a key the table cannot
+use (``BadInputError`` from ``get_many``) is retried alone, so it fails only its own lookups.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import operator
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -78,17 +88,22 @@ class _State(enum.Enum):
 
 
 _KEY_ERRORS = (KeyError, TypeError, IndexError, AttributeError)
+_DEFAULT_BATCH = 256
 
 
 @final
 class _Batch:
     """The keys of one query, gathered until it is sent; ``task`` runs it once sent."""
 
-    __slots__ = ("keys", "task")
+    __slots__ = ("due", "keys", "task", "timer")
 
-    def __init__(self) -> None:
+    def __init__(self, due: bool) -> None:
         self.keys: list[Hashable] = []
         self.task: asyncio.Task[None] | None = None
+        # May be sent once a query slot is free: at once without max_batch_wait, else when
+        # full or when ``timer`` (its max_batch_wait) fires.
+        self.due = due
+        self.timer: asyncio.TimerHandle | None = None
 
 
 @final
@@ -107,7 +122,10 @@ class LookupJoin(AsyncFunction[Any, Any]):
     Concurrency is bounded by the operator's capacity and by ``max_queries``. Lookups of one
     key in flight together share one query. Keys are batched: those missed in one loop
     iteration, and those missed while ``max_queries`` queries are in flight, go out together
-    in one ``get_many`` of at most ``max_batch`` keys (a single key uses ``get``). Queries
+    in one ``get_many`` of at most ``max_batch_size`` keys (a single key uses ``get``); with
+    ``max_batch_wait`` > 0 a batch also waits up to that long for more keys, unless it fills
+    up first. A key the table rejects as bad input is retried alone, so the other lookups
+    of its batch still get their rows. Queries
     run in tasks of the join, not of the elements: when an element times out (the
     operator's timeout), its lookup stops waiting while the query goes on for the lookups
     that still wait; a query nobody waits for is cancelled, so a hung query never holds a
@@ -125,13 +143,23 @@ class LookupJoin(AsyncFunction[Any, Any]):
             ``None`` to query the table for every lookup.
         columns: the row columns to add to the event; also the ones set to ``None`` when a
             left join finds no row. Default: the whole row.
-        max_batch: the most keys per query; 1 sends one ``get`` per key.
+        max_batch_size: the most keys per query (default 256); 1 sends one ``get`` per key.
+        max_batch: the former name of ``max_batch_size``, still accepted.
+        max_batch_wait: seconds a new batch waits for more keys before it is sent (sooner
+            when it holds ``max_batch_size`` keys, or when all of the operator's
+            ``capacity`` elements wait for lookups). The default 0 sends it on the next loop
+            iteration: adaptive batching, where batches grow only while queries are in
+            flight. A wait adds up to that much latency to a miss, for fewer, fuller
+            queries; the operator's timeout still counts from admission.
         max_queries: the most queries in flight at once; the keys missed meanwhile gather
             into the next batch. Default: 1 when batching, else the operator's capacity.
+            A table with a connection pool is told this (``expect_queries``) to size it.
 
     Raises:
         ConfigError: ``how`` is not ``"left"``/``"inner"``, ``columns`` is not a list of
-            names, or ``max_batch``/``max_queries`` is not an int >= 1.
+            names, ``max_batch_size``/``max_batch``/``max_queries`` is not an int >= 1
+            (or both batch sizes are given and differ), or ``max_batch_wait`` is not a
+            finite number >= 0.
         TypeError: ``on``/``combine`` is not callable, or ``cache`` is not a cache spec.
 
     Errors while running: an event whose key cannot be taken (``on`` raises ``KeyError``,
@@ -167,7 +195,9 @@ class LookupJoin(AsyncFunction[Any, Any]):
         combine: Callable[[Any, Row | None], Any] | None = None,
         cache: CacheSpec | None = None,
         columns: Sequence[str] | None = None,
-        max_batch: int = 256,
+        max_batch_size: int | None = None,
+        max_batch_wait: float = 0.0,
+        max_batch: int | None = None,
         max_queries: int | None = None,
     ) -> None:
         name = getattr(table, "name", None)
@@ -198,12 +228,34 @@ class LookupJoin(AsyncFunction[Any, Any]):
                 msg = f"lookup join on {name}: columns must be a list of names, got {columns!r}"
                 raise ConfigError(msg)
             columns = tuple(columns)
-        for field, value in (("max_batch", max_batch), ("max_queries", max_queries)):
-            if value is None and field == "max_queries":
+        for field, value in (
+            ("max_batch_size", max_batch_size),
+            ("max_batch", max_batch),
+            ("max_queries", max_queries),
+        ):
+            if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"lookup join on {name}: {field} must be an int >= 1, got {value!r}"
                 raise ConfigError(msg)
+        if max_batch is not None and max_batch_size is not None and max_batch != max_batch_size:
+            msg = (
+                f"lookup join on {name}: max_batch is the old name of max_batch_size; "
+                f"give one of them, got max_batch_size={max_batch_size} and "
+                f"max_batch={max_batch}"
+            )
+            raise ConfigError(msg)
+        if (
+            isinstance(max_batch_wait, bool)
+            or not isinstance(max_batch_wait, int | float)
+            or not math.isfinite(max_batch_wait)
+            or max_batch_wait < 0
+        ):
+            msg = (
+                f"lookup join on {name}: max_batch_wait must be a number of seconds >= 0, "
+                f"got {max_batch_wait!r}"
+            )
+            raise ConfigError(msg)
         self._table = table
         self._on = on
         self._how = kind
@@ -224,10 +276,13 @@ class LookupJoin(AsyncFunction[Any, Any]):
         self._batches: deque[_Batch] = deque()  # gathered, not sent yet, in order
         self._pump_scheduled = False  # a call of _pump is due on the next loop iteration
         self._queries: set[asyncio.Task[None]] = set()  # the batches being queried
-        self._max_batch = max_batch
+        self._max_batch = max_batch_size or max_batch or _DEFAULT_BATCH
+        self._max_batch_wait = float(max_batch_wait)
         self._max_queries_option = max_queries
         self._max_queries = max_queries or 1  # the default is settled in open()
         self._lookups = self._keys = self._coalesced = self._errors = 0
+        self._waiting = 0  # lookups awaiting a query's answer (they hold operator slots)
+        self._capacity = 100  # the operator's, from open()
 
     @property
     def table(self) -> LookupTable:
@@ -242,10 +297,15 @@ class LookupJoin(AsyncFunction[Any, Any]):
             raise RuntimeError(msg)
         self._metrics = context.metrics
         self._source = f"{context.name}: lookup join on {self._table.name}"
+        self._capacity = context.capacity
         if self._max_queries_option is not None:
             self._max_queries = self._max_queries_option
         else:
             self._max_queries = 1 if self._max_batch > 1 else context.capacity
+        # A connector with a connection pool sizes it from the queries we keep in flight.
+        expect_queries = getattr(self._table, "expect_queries", None)
+        if callable(expect_queries):
+            expect_queries(self._max_queries)
         await self._table.open()
         try:
             if self._cache_spec is not None:
@@ -262,6 +322,8 @@ class LookupJoin(AsyncFunction[Any, Any]):
             self._state = _State.CLOSED
             return
         self._state = _State.CLOSED
+        if self._batches:
+            self._pump()  # fails the batches not sent yet (ClosedError), stops their timers
         queries = tuple(self._queries)
         for task in queries:
             task.cancel()
@@ -314,19 +376,30 @@ class LookupJoin(AsyncFunction[Any, Any]):
             if collecting is not None and len(collecting.keys) < self._max_batch:
                 batch = collecting
             else:
-                batch = self._collecting = _Batch()
+                wait = self._max_batch_wait
+                batch = self._collecting = _Batch(due=not wait)
                 self._batches.append(batch)
-                if len(self._queries) < self._max_queries and not self._pump_scheduled:
-                    # Send on the next loop iteration: the lookups started alongside join in.
-                    self._pump_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._pump)
+                if wait:
+                    batch.timer = asyncio.get_running_loop().call_later(
+                        wait, self._batch_due, batch
+                    )
+                else:
+                    self._schedule_pump()
             batch.keys.append(key)
             self._in_flight[key] = (batch, [waiter])
+        self._waiting += 1
+        if not batch.due and (
+            len(batch.keys) >= self._max_batch or self._waiting >= self._capacity
+        ):
+            # Full, or every element the operator admits waits for us: no key can join.
+            self._batch_due(batch)
         try:
             return await waiter
         except asyncio.CancelledError:
             self._abandon(batch)  # this element timed out or the operator is closing
             raise
+        finally:
+            self._waiting -= 1
 
     def _abandon(self, batch: _Batch) -> None:
         """Drop ``batch`` when no lookup waits for any of its keys any more.
@@ -346,26 +419,48 @@ class LookupJoin(AsyncFunction[Any, Any]):
         if batch.task is not None:
             batch.task.cancel()
             return
+        if batch.timer is not None:
+            batch.timer.cancel()
         self._batches.remove(batch)
         if self._collecting is batch:
             self._collecting = None
 
+    def _schedule_pump(self) -> None:
+        if len(self._queries) < self._max_queries and not self._pump_scheduled:
+            # Send on the next loop iteration: the lookups started alongside join in.
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _batch_due(self, batch: _Batch) -> None:
+        """Mark ``batch`` ready to send (its wait is over, or it is full)."""
+        batch.due = True
+        if batch.timer is not None:
+            batch.timer.cancel()
+            batch.timer = None
+        if self._batches and self._batches[0] is batch:
+            self._schedule_pump()
+
     def _pump(self) -> None:
-        """Send the batches waiting, while fewer than ``max_queries`` queries are in flight.
+        """Send the due batches, while fewer than ``max_queries`` queries are in flight.
 
         Each query runs in a task of its own, owned by no element, so one element's timeout
-        never cancels the lookups of others.
+        never cancels the lookups of others. Batches go out in the order they were started;
+        only the last one (still collecting) can be not due yet, as each earlier one was
+        full when the next began.
         """
         self._pump_scheduled = False
         batches = self._batches
         if self._state is not _State.OPEN:
             while batches:
+                batch = batches.popleft()
+                if batch.timer is not None:
+                    batch.timer.cancel()
                 msg = f"{self._source} was closed"
-                self._fail(batches.popleft(), ClosedError(msg))
+                self._fail(batch, ClosedError(msg))
             self._collecting = None
             return
         loop = asyncio.get_running_loop()
-        while batches and len(self._queries) < self._max_queries:
+        while batches and batches[0].due and len(self._queries) < self._max_queries:
             batch = batches.popleft()
             if batch is self._collecting:
                 self._collecting = None

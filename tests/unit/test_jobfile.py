@@ -365,13 +365,20 @@ def test_timestamp_extractor_bad_input(spec: WatermarkSpec, event: object, match
 # ------------------------------------------------------------------ building
 
 
-def test_unavailable_lookup_type_fails_when_built(data_dir: Path) -> None:
+def test_a_lookup_without_its_driver_fails_when_built(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncwait.jobfile import _build
+
+    monkeypatch.setitem(_build._DRIVERS, "redis", "no_such_driver_module")
     text = JOB.replace(
         LOOKUP, '[[lookup]]\ntype = "redis"\nurl = "redis://localhost"\non = "userID"\n'
     )
     spec = load(write_job(data_dir, text))
     with pytest.raises(
-        ConfigError, match=r"lookup\[0\]\.type: lookup type 'redis' needs asyncwait\[redis\]"
+        ConfigError,
+        match=r"lookup\[0\]\.type: lookup type 'redis' needs its driver no_such_driver_module, "
+        r"which is not installed: pip install 'asyncwait\[redis\]'",
     ):
         build(spec)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Callable
@@ -147,10 +148,21 @@ def describe(spec: JobSpec) -> str:
     return "\n".join(lines)
 
 
+def _without_secrets(url: str) -> str:
+    """``url`` without ``user:password@`` and with its query values masked: safe to print."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = "&".join(f"{name}=***" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query))
+
+
 def _describe_lookup(lk: LookupSpec) -> str:
     target = lk.path or lk.dsn or lk.url
     if lk.type in ("postgres", "mysql"):
         target = "<dsn>"  # never print credentials
+    elif lk.type in ("redis", "http") and target:
+        target = _without_secrets(str(target))
     what = f"{lk.type} {target}"
     if lk.table:
         what += f" table {lk.table} key {lk.key}"
@@ -170,22 +182,52 @@ def _describe_lookup(lk: LookupSpec) -> str:
         opts.append("full cache" + ("" if every is None else f" reloaded every {every:g} s"))
     if lk.retry is not None:
         opts.append(f"{lk.retry.type} retry x{lk.retry.max_retries}")
+    if lk.max_batch_size is not None or lk.max_batch_wait:
+        size = "default" if lk.max_batch_size is None else lk.max_batch_size
+        opts.append(f"batches of {size} keys, waiting {lk.max_batch_wait:g} s")
     return f"{what}; {'; '.join(opts)}"
 
 
 # --------------------------------------------------------------------------- building
 
 
-def unavailable(spec: JobSpec) -> list[str]:
-    """Return a note for each lookup whose connector this installation cannot run (yet)."""
-    from .. import lookups
+# The driver each lookup type imports when it opens, and the extra that installs it.
+_DRIVERS: dict[str, str] = {
+    "sqlite": "aiosqlite",
+    "postgres": "asyncpg",
+    "mysql": "aiomysql",
+    "redis": "redis",
+    "http": "aiohttp",
+}
 
-    return [
-        f"lookup[{i}].type: lookup type {lk.type!r} needs asyncwait[{lk.type}] and is not "
-        "available yet; `asyncwait run` will fail"
-        for i, lk in enumerate(spec.lookups)
-        if not callable(getattr(lookups, lk.type, None))
-    ]
+
+def _missing_driver(type_: str) -> str | None:
+    """The driver module lookup type ``type_`` needs when it is not installed, else None."""
+    driver = _DRIVERS.get(type_)
+    if driver is None:
+        return None
+    try:
+        found = importlib.util.find_spec(driver)
+    except (ImportError, ValueError):
+        found = None
+    return driver if found is None else None
+
+
+def _needs(type_: str, driver: str) -> str:
+    return (
+        f"lookup type {type_!r} needs its driver {driver}, which is not installed: "
+        f"pip install 'asyncwait[{type_}]'"
+    )
+
+
+def unavailable(spec: JobSpec) -> list[str]:
+    """Return a note for each lookup whose driver this installation lacks."""
+    notes = []
+    for i, lk in enumerate(spec.lookups):
+        driver = _missing_driver(lk.type)
+        if driver is not None:
+            notes.append(f"lookup[{i}].type: {_needs(lk.type, driver)}; `asyncwait run` will fail")
+    return notes
 
 
 def build(
@@ -205,7 +247,7 @@ def build(
         The environment holding the pipeline.
 
     Raises:
-        ConfigError: a lookup type is not available (yet) or its extra is not installed.
+        ConfigError: a lookup type's driver (its extra) is not installed.
     """
     tables = [_lookup_table(spec, i, lk) for i, lk in enumerate(spec.lookups)]
 
@@ -223,6 +265,7 @@ def build(
         name=spec.name,
         errors_path=errors.path,
         max_errors=errors.max_errors,
+        fresh=fresh,
     )
     src = spec.source
     if src.type == "stdin":
@@ -246,6 +289,8 @@ def build(
             cache=_cache_of(lk.cache),
             how=lk.how,
             capacity=lk.capacity,
+            max_batch_size=lk.max_batch_size,
+            max_batch_wait=lk.max_batch_wait,
             timeout=lk.timeout,
             retry=NO_RETRY if lk.retry is None else lk.retry.strategy,
             name=f"lookup[{i}]:{lk.table or lk.type}",
@@ -264,12 +309,10 @@ def _lookup_table(spec: JobSpec, index: int, lk: LookupSpec) -> Any:
     """Create the lookup table of ``lk`` (nothing connects until the job opens it)."""
     from .. import lookups
 
-    factory = getattr(lookups, lk.type, None)
-    if not callable(factory):
-        msg = (
-            f"{spec.file}: lookup[{index}].type: lookup type {lk.type!r} needs "
-            f"asyncwait[{lk.type}] and is not available yet in this release"
-        )
+    factory = getattr(lookups, lk.type)
+    driver = _missing_driver(lk.type)
+    if driver is not None:
+        msg = f"{spec.file}: lookup[{index}].type: {_needs(lk.type, driver)}"
         raise ConfigError(msg)
     try:
         if lk.type == "sqlite":

@@ -33,7 +33,10 @@ _JOINS: Final = ("left", "inner")
 _MODES: Final = tuple(m.value for m in OutputMode)
 
 # Fields every lookup accepts, then those of each type (True: required).
-_LOOKUP_COMMON: Final = ("type", "on", "columns", "how", "mode", "capacity", "timeout", "cache")
+_LOOKUP_COMMON: Final = (
+    "type", "on", "columns", "how", "mode", "capacity", "timeout", "cache",
+    "max_batch_size", "max_batch_wait",
+)  # fmt: skip
 _LOOKUP_FIELDS: Final[dict[str, dict[str, bool]]] = {
     "sqlite": {"path": True, "table": True, "key": True},
     "postgres": {"dsn": True, "table": True, "key": True},
@@ -303,6 +306,8 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
         timeout=lk.number("timeout", positive=True),
         cache=_cache(lk),
         retry=_retry(lk),
+        max_batch_size=lk.integer("max_batch_size", minimum=1),
+        max_batch_wait=lk.number("max_batch_wait", minimum=0.0) or 0.0,
         **values,
     )
 

@@ -124,6 +124,8 @@ class LookupSpec:
         key_prefix: redis only: prefix of every key.
         value: redis only: ``hash`` or ``json``.
         method: http only: the request method.
+        max_batch_size: the most keys per batched query (``None``: the join's default).
+        max_batch_wait: seconds a new batch waits for more keys (0: none).
     """
 
     type: LookupType
@@ -143,6 +145,8 @@ class LookupSpec:
     key_prefix: str | None = None
     value: str | None = None
     method: str | None = None
+    max_batch_size: int | None = None
+    max_batch_wait: float = 0.0
 
 
 @final

@@ -1,0 +1,660 @@
+"""MySQL/MariaDB lookup table over aiomysql.
+
+Every statement is parameterized (the driver escapes each key; keys never become SQL text);
+the only identifiers in SQL text are the table and column names, which are checked against
+``information_schema`` at ``open()`` and quoted with backticks.
+
+Connections come from a small pool of our own (aiomysql's pool does not wake waiters when a
+broken connection is dropped): at most ``pool_size`` connections, each used by one query at
+a time. A connection interrupted mid-query (cancelled, lost) is closed, never reused: the
+rest of its answer would be read by the next query.
+
+``get_many`` sends ``WHERE key IN (%s, …)`` and maps each row back to the keys asked for by
+the key value the server returns. The server compares with the key column's collation and
+type, so the value returned may differ from the one asked for (``'USER_1 '`` finds
+``'user_1'`` under ``utf8mb4_general_ci``; ``'7'`` finds ``7`` in an INT column). Both sides
+are therefore normalised the same way before matching (see :func:`_normaliser`); should a
+row come back that matches no key after normalising (a collation rule not modelled), the
+keys of that chunk still without a row are asked one by one with ``get``, so ``get_many``
+agrees with ``get``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import enum
+import os
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar, final
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
+from ._base import Row, check_identifiers
+
+__all__ = ("MysqlStatistics", "MysqlTable", "mysql")
+
+_T = TypeVar("_T")
+
+# Keys per get_many statement; far below max_allowed_packet for any sane key.
+_CHUNK: Final = 1000
+# Rows read per step of a scan's server-side cursor.
+_SCAN_BATCH: Final = 1000
+# Connections the pool opens at most when neither pool_size nor the join says otherwise.
+_DEFAULT_POOL: Final = 10
+# The most connections a join's concurrency alone sizes the pool to (MariaDB allows 151).
+_MAX_AUTO_POOL: Final = 50
+_BEGIN_SNAPSHOT: Final = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
+_SCHEMES: Final = ("mysql", "mariadb")
+_DSN_OPTIONS: Final = ("charset", "connect_timeout", "unix_socket")
+# Key types the driver binds as one SQL value (it would expand a tuple into a row value).
+_BINDABLE: Final = (str, int, float, decimal.Decimal, bytes, dt.date, dt.time, dt.timedelta)
+_NUMERIC: Final = frozenset(
+    {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric",
+     "float", "double", "real", "year"}
+)  # fmt: skip
+_TEXT: Final = frozenset(
+    {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"}
+)
+# Temporal values the driver cannot convert (a zero date) come back as str: a malformed row.
+_TEMPORAL: Final = frozenset({"date", "datetime", "timestamp", "time"})
+# Client-side error numbers (CR_*): the connection, not the statement, failed.
+_CLIENT_ERRORS: Final = range(2000, 3000)
+
+
+class _State(enum.Enum):
+    NEW = "new"  # constructed; open() not called yet
+    OPEN = "open"  # connected, schema checked
+    CLOSED = "closed"  # close() called; open() may connect again
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class MysqlStatistics:
+    """A snapshot of a :class:`MysqlTable`'s counters.
+
+    Attributes:
+        queries: statements sent (a ``get``, each chunk of a ``get_many``, each ``scan``).
+        in_flight: statements sent and not yet answered.
+        connections: open connections (idle and busy).
+        pool_size: the most connections the table opens.
+    """
+
+    queries: int
+    in_flight: int
+    connections: int
+    pool_size: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Dsn:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    charset: str
+    connect_timeout: float
+    unix_socket: str | None
+
+    @property
+    def where(self) -> str:
+        return self.unix_socket or f"{self.host}:{self.port}"
+
+
+@final
+class MysqlTable:
+    """A lookup table in a MySQL or MariaDB database, read through aiomysql.
+
+    Users receive it from :func:`mysql`; see :class:`~asyncwait.lookups.LookupTable` for the
+    contract. Rows hold the configured ``columns`` (all columns by default) in schema order,
+    with the driver's Python types (``int``, ``str``, ``Decimal``, ``datetime``, ``bytes``).
+
+    Errors: a server that cannot be reached (at ``open`` or later) raises
+    :class:`ConnectionError` naming the lookup and ``host:port`` (a retry strategy can
+    match it: ``retry.exception_type(ConnectionError)``); wrong credentials or an unknown
+    database, table or column raise :class:`~asyncwait.ConfigError` listing what exists;
+    other server errors of a query propagate as the driver's ``pymysql.err`` exceptions,
+    with a note naming the lookup; a key the driver cannot bind (a tuple, a dict) or a row
+    the driver cannot convert (a zero date) raises :class:`~asyncwait.BadInputError` naming
+    the key and the table. The password appears in none of them, nor in ``name`` or repr.
+    """
+
+    def __init__(
+        self,
+        dsn: _Dsn,
+        *,
+        table: str,
+        key: str,
+        columns: tuple[str, ...] | None,
+        pool_size: int | None,
+    ) -> None:
+        self._dsn = dsn
+        self.name = f"mysql://{dsn.user}@{dsn.where}/{dsn.database}/{table}"
+        self._table = table
+        self._key = key
+        self._wanted = columns
+        self._pool_option = pool_size
+        self._pool_size = pool_size or _DEFAULT_POOL
+        self._state = _State.NEW
+        self._driver: Any = None
+        # The pool. Invariant: _slots counts the connections not lent out, so at most
+        # _pool_size exist; _free holds the idle ones (each with no pending result).
+        self._free: list[Any] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._open_connections = 0
+        # Set by open(); the SQL is built only from names found in the schema.
+        self._columns: tuple[str, ...] = ()
+        self._get_sql = ""
+        self._many_head = ""
+        self._many_sql: dict[int, str] = {}  # get_many statements by number of keys
+        self._scan_sql = ""
+        self._normalise: Callable[[object], object] = _identity
+        self._temporal: tuple[int, ...] = ()  # row positions (after the key) of DATE etc.
+        self._temporal_types: dict[int, str] = {}
+        self._queries = 0
+        self._in_flight = 0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of every row, in order (known after ``open()``)."""
+        return self._columns
+
+    def expect_queries(self, queries: int) -> None:
+        """Size the pool for ``queries`` concurrent queries, plus one for a cache's scan.
+
+        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
+        ``max_queries``; an explicit ``pool_size`` wins, and at most 50 are opened.
+        """
+        if self._pool_option is None and self._state is not _State.OPEN:
+            self._pool_size = max(1, min(queries + 1, _MAX_AUTO_POOL))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._state is _State.OPEN:
+            return
+        self._driver = _import_aiomysql()
+        self._slots = asyncio.Semaphore(self._pool_size)
+        self._state = _State.OPEN
+        try:
+            conn = await self._acquire()
+            try:
+                await self._check_schema(conn)
+            finally:
+                self._release(conn, reusable=True)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _check_schema(self, conn: Any) -> None:
+        dsn = self._dsn
+        async with conn.cursor() as cursor:
+            await cursor.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                "ORDER BY TABLE_NAME",
+                (dsn.database,),
+            )
+            tables = [str(r[0]) for r in await cursor.fetchall()]
+            if self._table not in tables:
+                msg = (
+                    f"lookup {self.name}: database {dsn.database!r} has no table "
+                    f"{self._table!r}; tables: {', '.join(tables) or '(none)'}"
+                )
+                raise ConfigError(msg)
+            await cursor.execute(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                (dsn.database, self._table),
+            )
+            schema = {str(r[0]): (str(r[1]).lower(), r[2]) for r in await cursor.fetchall()}
+        existing = list(schema)
+        wanted = self._wanted if self._wanted is not None else tuple(existing)
+        missing = [c for c in (self._key, *wanted) if c not in schema]
+        if missing:
+            msg = (
+                f"lookup {self.name}: table {self._table!r} has no column "
+                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
+                f"columns: {', '.join(existing)}"
+            )
+            raise ConfigError(msg)
+        # Identifiers go into statements that the driver %-formats: double any '%'.
+        q = _quote_for_params
+        select = ", ".join(q(c) for c in wanted)
+        source = q(self._table)
+        key = q(self._key)
+        self._columns = wanted
+        self._get_sql = f"SELECT {select} FROM {source} WHERE {key} = %s LIMIT 1"
+        self._many_head = f"SELECT {key}, {select} FROM {source} WHERE {key} IN "
+        self._many_sql.clear()
+        self._scan_sql = (  # sent without parameters: not %-formatted
+            f"SELECT {_quote(self._key)}, {', '.join(_quote(c) for c in wanted)} "
+            f"FROM {_quote(self._table)}"
+        )
+        key_type, collation = schema[self._key]
+        self._normalise = _normaliser(key_type, collation)
+        self._temporal_types = {
+            i: schema[c][0] for i, c in enumerate(wanted) if schema[c][0] in _TEMPORAL
+        }
+        self._temporal = tuple(self._temporal_types)
+
+    async def close(self) -> None:
+        self._state = _State.CLOSED
+        free, self._free = self._free, []
+        for conn in free:
+            conn.close()
+            self._open_connections -= 1
+
+    # ------------------------------------------------------------------ the pool
+
+    async def _acquire(self) -> Any:
+        slots = self._slots
+        if self._state is not _State.OPEN or slots is None:
+            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
+            msg = f"lookup {self.name} {state}"
+            raise ClosedError(msg)
+        await slots.acquire()
+        try:
+            while self._free:
+                conn = self._free.pop()
+                reader = getattr(conn, "_reader", None)
+                if reader is not None and not reader.at_eof() and reader.exception() is None:
+                    return conn
+                conn.close()  # the server went away while it was idle
+                self._open_connections -= 1
+            return await self._connect()
+        except BaseException:
+            slots.release()
+            raise
+
+    def _release(self, conn: Any, *, reusable: bool) -> None:
+        if reusable and self._state is _State.OPEN and not conn.closed:
+            self._free.append(conn)
+        else:
+            conn.close()
+            self._open_connections -= 1
+        assert self._slots is not None  # set by open() before any acquire
+        self._slots.release()
+
+    async def _connect(self) -> Any:
+        dsn = self._dsn
+        try:
+            conn = await self._driver.connect(
+                host=dsn.host,
+                port=dsn.port,
+                user=dsn.user,
+                password=dsn.password,
+                db=dsn.database,
+                unix_socket=dsn.unix_socket,
+                charset=dsn.charset,
+                autocommit=True,
+                connect_timeout=dsn.connect_timeout,
+            )
+        except Exception as exc:
+            raise self._connect_error(exc) from exc
+        self._open_connections += 1
+        return conn
+
+    def _connect_error(self, exc: Exception) -> Exception:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        reason = self._scrub(exc)
+        if code == 1045:  # ER_ACCESS_DENIED_ERROR
+            msg = f"lookup {self.name}: MySQL at {self._dsn.where} refused the login: {reason}"
+            return ConfigError(msg)
+        if code == 1049:  # ER_BAD_DB_ERROR
+            msg = f"lookup {self.name}: MySQL at {self._dsn.where} has no such database: {reason}"
+            return ConfigError(msg)
+        msg = f"lookup {self.name}: cannot connect to MySQL at {self._dsn.where}: {reason}"
+        return ConnectionError(msg)
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        password = self._dsn.password
+        return text.replace(password, "***") if password else text
+
+    # ------------------------------------------------------------------ queries
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        conn = await self._acquire()
+        self._queries += 1
+        self._in_flight += 1
+        reusable = False
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(sql, params)
+                rows = list(await cursor.fetchall())
+            reusable = True
+            return rows
+        except Exception as exc:
+            reusable = _server_error(exc)  # a statement error leaves the connection usable
+            raise self._query_error(exc, params) from exc
+        finally:
+            self._in_flight -= 1
+            self._release(conn, reusable=reusable)
+
+    def _query_error(self, exc: Exception, params: Sequence[Any]) -> Exception:
+        if _server_error(exc):
+            exc.add_note(f"lookup {self.name}, keys {_short_repr(list(params))}")
+            return exc
+        if isinstance(exc, UnicodeError | ValueError):
+            msg = (
+                f"lookup {self.name}: a row of key {_short_repr(list(params))} in table "
+                f"{self._table!r} cannot be read: {self._scrub(exc)}"
+            )
+            return BadInputError(msg, source=self.name)
+        msg = (
+            f"lookup {self.name}: lost the connection to MySQL at {self._dsn.where}: "
+            f"{self._scrub(exc)}"
+        )
+        return ConnectionError(msg)
+
+    def _check_key(self, key: object) -> None:
+        if not isinstance(key, _BINDABLE) or isinstance(key, bool):
+            msg = (
+                f"lookup {self.name}: key {_short_repr(key)} of type {type(key).__name__} "
+                f"cannot be looked up in table {self._table!r} (use str, int, float, "
+                "Decimal, bytes or a date/time)"
+            )
+            raise BadInputError(msg, source=self.name)
+
+    def _row(self, key: object, values: Sequence[Any]) -> Row:
+        for i in self._temporal:
+            if isinstance(values[i], str):
+                column = self._columns[i]
+                msg = (
+                    f"lookup {self.name}: the row of key {_short_repr(key)} in table "
+                    f"{self._table!r} is malformed: column {column!r} "
+                    f"({self._temporal_types[i].upper()}) holds {values[i]!r}, which is not a "
+                    "valid value of its type"
+                )
+                raise BadInputError(msg, source=self.name)
+        return dict(zip(self._columns, values, strict=True))
+
+    async def get(self, key: Hashable) -> Row | None:
+        self._check_key(key)
+        rows = await self._fetch(self._get_sql, (key,))
+        if not rows:
+            return None
+        return self._row(key, rows[0])
+
+    async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
+        distinct = list(dict.fromkeys(keys))
+        for key in distinct:
+            self._check_key(key)
+        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
+        normalise = self._normalise
+        for start in range(0, len(distinct), _CHUNK):
+            chunk = distinct[start : start + _CHUNK]
+            sql = self._many_sql.get(len(chunk))
+            if sql is None:
+                sql = self._many_head + "(" + ", ".join(["%s"] * len(chunk)) + ")"
+                self._many_sql[len(chunk)] = sql
+            asked: dict[object, list[Hashable]] = {}
+            for key in chunk:
+                asked.setdefault(normalise(key), []).append(key)
+            unmatched = False
+            for row in await self._fetch(sql, chunk):
+                found = asked.get(normalise(row[0]))
+                if found is None:
+                    unmatched = True
+                    continue
+                for key in found:
+                    if result[key] is None:  # a non-unique key: the first row wins
+                        result[key] = self._row(key, row[1:])
+            if unmatched:
+                # The server matched a key by a rule the normaliser does not model.
+                for key in chunk:
+                    if result[key] is None:
+                        result[key] = await self.get(key)
+        return result
+
+    async def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
+        conn = await self._acquire()
+        self._queries += 1
+        reusable = False
+        try:
+            # One snapshot for the whole table, however long streaming it takes.
+            await self._guard(self._execute(conn, _BEGIN_SNAPSHOT))
+            cursor = await self._guard(self._open_scan(conn))
+            while rows := await self._guard(cursor.fetchmany(_SCAN_BATCH)):
+                for row in rows:
+                    yield row[0], self._row(row[0], row[1:])
+            await self._guard(cursor.close())
+            await self._guard(self._execute(conn, "COMMIT"))
+            reusable = True
+        finally:
+            # A scan left early still has rows on the wire: that connection is not reusable.
+            self._release(conn, reusable=reusable)
+
+    async def _open_scan(self, conn: Any) -> Any:
+        cursor = await conn.cursor(self._driver.SSCursor)
+        await cursor.execute(self._scan_sql)
+        return cursor
+
+    @staticmethod
+    async def _execute(conn: Any, sql: str) -> None:
+        async with conn.cursor() as cursor:
+            await cursor.execute(sql)
+
+    async def _guard(self, step: Awaitable[_T]) -> _T:
+        """Await a driver call of a scan, translating its errors as :meth:`_fetch` does."""
+        try:
+            return await step
+        except Exception as exc:
+            raise self._query_error(exc, ()) from exc
+
+    # ------------------------------------------------------------------ introspection
+
+    def statistics(self) -> MysqlStatistics:
+        """Return the current counters."""
+        return MysqlStatistics(
+            queries=self._queries,
+            in_flight=self._in_flight,
+            connections=self._open_connections,
+            pool_size=self._pool_size,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<MysqlTable {self.name!r} {self._state.value} "
+            f"connections={self._open_connections}/{self._pool_size} "
+            f"queries={self._queries} in-flight={self._in_flight}>"
+        )
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+def _server_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error the server reported for a statement (not a lost link)."""
+    try:
+        import pymysql
+    except ModuleNotFoundError:  # pragma: no cover - aiomysql depends on it
+        return False
+    if not isinstance(exc, pymysql.err.MySQLError):
+        return False
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code is not None and code not in _CLIENT_ERRORS and code != 0
+
+
+def _quote(name: str) -> str:
+    """Quote ``name`` as a MySQL identifier (backticks, inner backticks doubled)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _quote_for_params(name: str) -> str:
+    """Quote ``name`` for a statement the driver %-formats with its parameters."""
+    return _quote(name).replace("%", "%%")
+
+
+def _normaliser(data_type: str, collation: object) -> Callable[[object], object]:
+    """Return how to normalise key values of a column so that equal keys compare equal.
+
+    * numeric columns: numbers as they are (``2 == 2.0 == Decimal('2')`` in Python too);
+      strings as the number they spell (``'7'`` -> ``Decimal(7)``).
+    * text columns: trailing spaces dropped (PAD SPACE collations, all but ``*_nopad_*``);
+      under case-insensitive (``*_ci``) collations lower-cased and, unless accent-sensitive
+      (``*_as_*``), stripped of accents; numbers as their decimal text.
+    * anything else (binary, dates): as it is.
+    """
+    if data_type in _NUMERIC:
+        return _numeric_key
+    if data_type not in _TEXT:
+        return _identity
+    name = str(collation or "").lower()
+    pad = "nopad" not in name
+    fold_case = name.endswith("_ci")
+    fold_accents = fold_case and "_as_" not in name
+
+    def text_key(value: object) -> object:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                return value
+        elif isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            return value
+        if pad:
+            value = value.rstrip(" ")
+        if fold_case:
+            value = value.lower()
+        if fold_accents and not value.isascii():
+            value = "".join(
+                c for c in unicodedata.normalize("NFD", value) if not unicodedata.combining(c)
+            )
+        return value
+
+    return text_key
+
+
+def _numeric_key(value: object) -> object:
+    if isinstance(value, str | bytes):
+        try:
+            text = value.decode() if isinstance(value, bytes) else value
+            number = decimal.Decimal(text.strip())
+        except (UnicodeDecodeError, decimal.InvalidOperation):
+            return value
+        return number if number.is_finite() else value
+    return value
+
+
+def _import_aiomysql() -> Any:
+    try:
+        import aiomysql
+    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has it
+        msg = "lookups.mysql needs aiomysql: pip install 'asyncwait[mysql]'"
+        raise ConfigError(msg) from exc
+    return aiomysql
+
+
+def _parse_dsn(dsn: object) -> _Dsn:
+    """Parse ``mysql://user:password@host:port/database?option=value`` (never echoing it)."""
+    if not isinstance(dsn, str) or not dsn:
+        msg = f"lookups.mysql: dsn must be a string like mysql://user:password@host:3306/db, got {type(dsn).__name__}"  # noqa: E501
+        raise ConfigError(msg)
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+        user = unquote(parts.username or "")
+        password = parts.password
+        host = parts.hostname or "127.0.0.1"
+    except ValueError as exc:
+        # The DSN may hold a password: describe the problem without repeating the text.
+        msg = f"lookups.mysql: dsn is not a valid URL ({exc.args[0] if exc.args else exc})"
+        raise ConfigError(msg) from None
+    shown = f"{parts.scheme}://{user or '?'}@{host}"
+    if parts.scheme not in _SCHEMES:
+        msg = f"lookups.mysql: dsn {shown}/…: the scheme must be mysql:// or mariadb://"
+        raise ConfigError(msg)
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        msg = f"lookups.mysql: dsn {shown}/…: name exactly one database after the host, e.g. /shop"
+        raise ConfigError(msg)
+    if not user:
+        msg = f"lookups.mysql: dsn {shown}/{database}: a user is required (mysql://user@host/db)"
+        raise ConfigError(msg)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_DSN_OPTIONS))
+    if unknown:
+        msg = (
+            f"lookups.mysql: dsn {shown}/{database}: unknown option "
+            f"{', '.join(unknown)} (allowed: {', '.join(_DSN_OPTIONS)})"
+        )
+        raise ConfigError(msg)
+    try:
+        timeout = float(options.get("connect_timeout", "10"))
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        msg = f"lookups.mysql: dsn {shown}/{database}: connect_timeout must be a number > 0"
+        raise ConfigError(msg)
+    return _Dsn(
+        host=host,
+        port=3306 if port is None else port,
+        user=user,
+        password=unquote(password) if password is not None else os.environ.get("MYSQL_PWD", ""),
+        database=database,
+        charset=options.get("charset") or "utf8mb4",
+        connect_timeout=timeout,
+        unix_socket=options.get("unix_socket") or None,
+    )
+
+
+def mysql(
+    dsn: str,
+    *,
+    table: str,
+    key: str,
+    columns: Sequence[str] | None = None,
+    pool_size: int | None = None,
+) -> MysqlTable:
+    """Return a lookup table reading ``table`` of a MySQL/MariaDB database by ``key``.
+
+    Nothing connects here: ``open()`` connects, checks that the table and every column exist
+    (else :class:`~asyncwait.ConfigError` listing the tables or columns that do exist) and
+    prepares parameterized statements. ``get`` is one ``SELECT … WHERE key = %s LIMIT 1``;
+    ``get_many`` sends up to 1000 keys per ``WHERE key IN (…)`` and maps the rows back
+    through the key column's collation and type (module docstring); ``scan`` streams the
+    table through a server-side cursor inside one consistent-snapshot transaction. At most
+    ``pool_size`` queries run at once; the rest wait for a connection.
+
+    Args:
+        dsn: ``mysql://user:password@host:3306/database`` (``mariadb://`` too); the password
+            and other parts URL-quoted; without a password, the ``MYSQL_PWD`` environment
+            variable gives it. Options: ``?charset=utf8mb4`` (the default),
+            ``connect_timeout=10`` (seconds), ``unix_socket=/path``.
+        table: the table (or view) to read.
+        key: the column that lookups match with SQL ``=`` (the column's collation applies:
+            under a ``*_ci`` collation, ``'USER_1'`` finds ``'user_1'``).
+        columns: the columns to return; default all, in schema order.
+        pool_size: the most connections; default sized by the join that uses the table
+            (its ``max_queries`` + 1, at most 50), else 10.
+
+    Returns:
+        The table (a :class:`~asyncwait.lookups.LookupTable`), not yet open. Its ``name``
+        is ``mysql://user@host:port/database/table``: never the password.
+
+    Raises:
+        ConfigError: a malformed DSN, an empty or repeated name, or ``pool_size`` not an
+            int >= 1.
+
+    >>> users = mysql("mysql://shop:secret@127.0.0.1:3306/shop", table="dim_user",
+    ...               key="user_id", columns=["age"])
+    >>> users.name
+    'mysql://shop@127.0.0.1:3306/shop/dim_user'
+    """
+    parsed = _parse_dsn(dsn)
+    table, key, wanted = check_identifiers("lookups.mysql", table, key, columns)
+    if pool_size is not None and (
+        isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
+    ):
+        msg = f"lookups.mysql: pool_size must be an int >= 1 or None, got {pool_size!r}"
+        raise ConfigError(msg)
+    return MysqlTable(parsed, table=table, key=key, columns=wanted, pool_size=pool_size)

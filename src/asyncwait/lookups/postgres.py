@@ -1,0 +1,553 @@
+"""PostgreSQL lookup table over an asyncpg connection pool.
+
+Every statement is parameterized; the only identifiers in SQL text are the schema, table and
+column names, which ``open()`` finds in ``pg_catalog`` and quotes. ``get`` is one prepared
+``SELECT … WHERE key = $1 LIMIT 1`` (asyncpg prepares each statement once per connection and
+caches it); ``get_many`` sends a whole chunk of keys as one array parameter,
+``WHERE key = ANY($1::keytype[])``, and maps the rows back by their key; ``scan`` reads the
+table with a server-side cursor inside a ``REPEATABLE READ READ ONLY`` transaction, so a
+full cache loads one consistent snapshot.
+
+Credentials come from the DSN or, when it is empty, from the standard ``PG*`` environment
+variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``, ``~/.pgpass``),
+which asyncpg reads itself. The password never appears in :attr:`PostgresTable.name`, in an
+error message or in ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import getpass
+import os
+from collections.abc import AsyncIterator, Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, final
+from urllib.parse import quote, unquote, urlsplit
+
+from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
+from ._base import Row, check_identifiers, quote_identifier
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ("PostgresStatistics", "PostgresTable", "postgres")
+
+# Keys per get_many statement. One array parameter has no size limit that matters here;
+# the chunk only bounds one round trip's size.
+_CHUNK = 1000
+# Rows per round trip of the scan's server-side cursor.
+_SCAN_BATCH = 1000
+# The default and the bound of pool_size (see postgres()), and the most connections a
+# join's concurrency alone sizes the pool to (PostgreSQL allows 100 by default).
+_DEFAULT_POOL = 10
+_MAX_POOL = 100
+_MAX_AUTO_POOL = 50
+# Seconds to wait for busy connections to be released on close, before terminating them.
+_CLOSE_GRACE = 10.0
+# Relation kinds a lookup may read: tables, views, materialized views, partitioned and
+# foreign tables.
+_RELKINDS = "'r', 'v', 'm', 'p', 'f'"
+
+
+class _State(enum.Enum):
+    NEW = "new"  # constructed; open() not called yet
+    OPEN = "open"  # pool created, schema checked
+    CLOSED = "closed"  # close() called; open() may connect again
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PostgresStatistics:
+    """A snapshot of a :class:`PostgresTable`'s counters.
+
+    Attributes:
+        queries: statements sent (a ``get``, each chunk of a ``get_many``, each ``scan``).
+        in_flight: statements sent and not yet answered.
+        connections: connections the pool holds now (at most ``pool_size``).
+        idle: of those, the ones not running a statement.
+    """
+
+    queries: int
+    in_flight: int
+    connections: int
+    idle: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where the DSN points, for names and messages: everything but the password."""
+
+    user: str
+    host: str
+    port: str
+    database: str
+    secrets: tuple[str, ...]  # strings to mask wherever a message could carry them
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _target(dsn: str) -> _Target:
+    """Parse ``dsn`` (or the ``PG*`` environment when it is empty) without keeping secrets."""
+    env = os.environ
+    secrets: list[str] = []
+    user = host = port = database = ""
+    if dsn:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc
+        if "@" in netloc:
+            auth, _, netloc = netloc.rpartition("@")
+            raw_user, sep, raw_password = auth.partition(":")
+            user = unquote(raw_user)
+            if sep and raw_password:
+                secrets += [raw_password, unquote(raw_password)]
+        if netloc.startswith("[") and "]" in netloc:  # an IPv6 literal
+            host, _, rest = netloc[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = netloc.partition(":")
+        database = unquote(parts.path.lstrip("/"))
+        for item in parts.query.split("&"):
+            name, _, value = item.partition("=")
+            if name == "password" and value:
+                secrets += [value, unquote(value)]
+            elif name == "host" and not host:
+                host = unquote(value)
+            elif name == "port" and not port:
+                port = value
+            elif name == "user" and not user:
+                user = unquote(value)
+            elif name in ("dbname", "database") and not database:
+                database = unquote(value)
+    if env.get("PGPASSWORD"):
+        secrets.append(env["PGPASSWORD"])
+    user = user or env.get("PGUSER") or getpass.getuser()
+    host = host or env.get("PGHOST") or "localhost"
+    port = port or env.get("PGPORT") or "5432"
+    database = database or env.get("PGDATABASE") or user
+    # Each in its plain and URL-encoded spelling, longest first, so a secret containing
+    # another is masked whole.
+    spellings = {s for s in secrets if s} | {quote(unquote(s), safe="") for s in secrets if s}
+    ordered = tuple(sorted(spellings, key=len, reverse=True))
+    return _Target(user, host, port, database, ordered)
+
+
+@final
+class PostgresTable:
+    """A lookup table in PostgreSQL, read through an asyncpg connection pool.
+
+    Users receive it from :func:`postgres`; see :class:`~asyncwait.lookups.LookupTable` for
+    the contract. Rows hold the configured ``columns`` (all columns by default), in schema
+    order, with asyncpg's Python types (``int``, ``str``, ``Decimal``, ``datetime``, …).
+    Each query holds one pool connection while it runs; at most ``pool_size`` run at once
+    and the rest wait for a connection.
+
+    Errors: a key asyncpg cannot send as the key column's type (``'1'`` for an ``integer``
+    key, a dict) and a row it cannot turn into Python values (a ``timestamp`` past year
+    9999) raise :class:`~asyncwait.BadInputError` naming the key and the table; a lost or
+    unreachable server raises :class:`ConnectionError` naming ``host:port`` and the table
+    (retry strategies can match it); other server errors propagate unchanged.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str,
+        key: str,
+        columns: tuple[str, ...] | None,
+        schema: str | None,
+        pool_size: int | None,
+        connect_timeout: float,
+    ) -> None:
+        target = _target(dsn)
+        where = table if schema is None else f"{schema}.{table}"
+        self.name = f"postgres://{target.user}@{target.address}/{target.database}/{where}"
+        self._dsn = dsn
+        self._target = target
+        self._table = table
+        self._schema = schema
+        self._key = key
+        self._wanted = columns
+        self._pool_option = pool_size
+        self._pool_size = _DEFAULT_POOL if pool_size is None else pool_size
+        self._connect_timeout = connect_timeout
+        self._state = _State.NEW
+        self._pool: asyncpg.Pool | None = None
+        # Set by open(); the SQL is built only from names found in the catalog.
+        self._columns: tuple[str, ...] = ()
+        self._relation = ""  # "schema"."table", quoted
+        self._get_sql = ""
+        self._many_sql = ""
+        self._scan_sql = ""
+        self._driver: Any = None
+        self._connection_errors: tuple[type[BaseException], ...] = (OSError,)
+        self._data_error: type[BaseException] = ValueError
+        self._queries = 0
+        self._in_flight = 0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of every row, in order (known after ``open()``)."""
+        return self._columns
+
+    @property
+    def pool_size(self) -> int:
+        """The most connections the pool opens."""
+        return self._pool_size
+
+    def expect_queries(self, queries: int) -> None:
+        """Size the pool for ``queries`` concurrent queries, plus one for a cache's scan.
+
+        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
+        ``max_queries``; an explicit ``pool_size`` wins, and at most 50 are opened.
+        """
+        if self._pool_option is None and self._state is not _State.OPEN:
+            self._pool_size = max(1, min(queries + 1, _MAX_AUTO_POOL))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._state is _State.OPEN:
+            return
+        driver = _import_asyncpg()
+        exc_mod = driver.exceptions
+        self._driver = driver
+        self._connection_errors = (
+            OSError,  # refused, reset, unreachable, connect timeout
+            exc_mod.PostgresConnectionError,  # lost in the middle of a statement
+            exc_mod.CannotConnectNowError,  # starting up or shutting down
+            exc_mod.AdminShutdownError,
+            exc_mod.CrashShutdownError,
+        )
+        self._data_error = exc_mod.DataError
+        # min_size=0: connections open on demand (the first one just below), and asyncpg
+        # does not keep reconnecting in the background while the server is down.
+        pool = driver.create_pool(
+            self._dsn or None,
+            min_size=0,
+            max_size=self._pool_size,
+            timeout=self._connect_timeout,
+        )
+        try:
+            await pool
+            try:
+                conn = await pool.acquire()
+            except self._connection_errors as exc:
+                self._connection_failed(exc, "cannot connect to")
+            except exc_mod.PostgresError as exc:
+                # Login refused, no such database, too many connections...
+                msg = (
+                    f"lookup {self.name}: PostgreSQL at {self._target.address} refused the "
+                    f"connection: {self._target.scrub(str(exc))}"
+                )
+                raise ConfigError(msg) from None
+            try:
+                await self._check_schema(conn)
+            except self._connection_errors as exc:
+                self._connection_failed(exc)
+            finally:
+                await pool.release(conn)
+        except BaseException:
+            pool.terminate()
+            raise
+        self._pool = pool
+        self._state = _State.OPEN
+
+    async def _check_schema(self, conn: asyncpg.Connection) -> None:
+        where = f"database {self._target.database!r} at {self._target.address}"
+        found = await conn.fetchrow(
+            "SELECT n.nspname, c.oid FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE c.relname = $1 AND c.relkind IN ({_RELKINDS}) AND ("
+            "  n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY(current_schemas(false)))) "
+            "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1",
+            self._table,
+            self._schema,
+        )
+        if found is None:
+            tables = await conn.fetch(
+                "SELECT n.nspname, c.relname, n.nspname = ANY(current_schemas(false)) AS visible "
+                "FROM pg_catalog.pg_class c "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                f"WHERE c.relkind IN ({_RELKINDS}) "
+                "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
+            )
+            names = [
+                r["relname"]
+                if r["visible"] and self._schema is None
+                else f"{r['nspname']}.{r['relname']}"
+                for r in tables
+            ]
+            place = "the search path" if self._schema is None else f"schema {self._schema!r}"
+            msg = (
+                f"lookup {self.name}: {where} has no table {self._table!r} in {place}; "
+                f"tables: {', '.join(names) or '(none)'}"
+            )
+            raise ConfigError(msg)
+        schema, oid = str(found[0]), found[1]
+        attributes = await conn.fetch(
+            "SELECT attname, pg_catalog.format_type(atttypid, NULL) AS type "
+            "FROM pg_catalog.pg_attribute "
+            "WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            oid,
+        )
+        types = {str(r["attname"]): str(r["type"]) for r in attributes}
+        existing = list(types)
+        wanted = self._wanted if self._wanted is not None else tuple(existing)
+        missing = [c for c in (self._key, *wanted) if c not in types]
+        if missing:
+            msg = (
+                f"lookup {self.name}: table {schema}.{self._table} in {where} has no column "
+                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
+                f"columns: {', '.join(existing)}"
+            )
+            raise ConfigError(msg)
+        q = quote_identifier
+        self._columns = wanted
+        self._relation = source = f"{q(schema)}.{q(self._table)}"
+        select = ", ".join(q(c) for c in wanted)
+        key = q(self._key)
+        # format_type() is the server's own spelling of the type, valid in a cast.
+        key_type = types[self._key]
+        self._get_sql = f"SELECT {select} FROM {source} WHERE {key} = $1 LIMIT 1"
+        self._many_sql = f"SELECT {key}, {select} FROM {source} WHERE {key} = ANY($1::{key_type}[])"
+        self._scan_sql = f"SELECT {key}, {select} FROM {source}"
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        self._state = _State.CLOSED
+        if pool is None:
+            return
+        try:
+            # Lets statements still running finish; LookupJoin cancels its own first.
+            await asyncio.wait_for(pool.close(), _CLOSE_GRACE)
+        except TimeoutError:
+            pool.terminate()
+        except BaseException:
+            pool.terminate()
+            raise
+
+    # ------------------------------------------------------------------ lookups
+
+    def _require_pool(self) -> asyncpg.Pool:
+        pool = self._pool
+        if pool is None:
+            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
+            msg = f"lookup {self.name} {state}"
+            raise ClosedError(msg)
+        return pool
+
+    def _connection_failed(
+        self, exc: BaseException, what: str = "lost the connection to"
+    ) -> NoReturn:
+        text = self._target.scrub(f"{type(exc).__name__}: {exc}")
+        msg = f"lookup {self.name}: {what} PostgreSQL at {self._target.address}: {text}"
+        # The driver's message is in ours, scrubbed; chain it only when it holds no secret.
+        cause = exc if text.endswith(str(exc)) else None
+        raise ConnectionError(msg) from cause
+
+    def _bad_input(self, exc: BaseException, keys: object) -> NoReturn:
+        text = self._target.scrub(str(exc))
+        if isinstance(exc, self._data_error):
+            problem = f"cannot be sent as the type of column {self._key!r}"
+        else:
+            problem = "has a row that cannot be read (a value Python cannot represent)"
+        msg = (
+            f"lookup {self.name}: key {_short_repr(keys)} of table {self._table!r} "
+            f"{problem}: {text}"
+        )
+        raise BadInputError(msg, source=self.name) from exc
+
+    async def get(self, key: Hashable) -> Row | None:
+        pool = self._require_pool()
+        self._queries += 1
+        self._in_flight += 1
+        try:
+            record = await pool.fetchrow(self._get_sql, key)
+        except self._data_error as exc:
+            self._bad_input(exc, key)
+        except self._connection_errors as exc:
+            self._connection_failed(exc)
+        except (ValueError, OverflowError) as exc:  # decoding the row
+            self._bad_input(exc, key)
+        finally:
+            self._in_flight -= 1
+        if record is None:
+            return None
+        return dict(zip(self._columns, record, strict=True))
+
+    async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
+        pool = self._require_pool()
+        distinct = list(dict.fromkeys(keys))
+        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
+        columns = self._columns
+        for start in range(0, len(distinct), _CHUNK):
+            chunk = distinct[start : start + _CHUNK]
+            self._queries += 1
+            self._in_flight += 1
+            try:
+                records = await pool.fetch(self._many_sql, chunk)
+            except self._data_error as exc:
+                self._bad_input(exc, chunk)
+            except self._connection_errors as exc:
+                self._connection_failed(exc)
+            except (ValueError, OverflowError) as exc:
+                self._bad_input(exc, chunk)
+            finally:
+                self._in_flight -= 1
+            # Rows come back in any order, keyed by the key column's value: that value equals
+            # the requested key, because asyncpg sent the key as exactly that column's type.
+            for record in records:
+                k = record[0]
+                if k in result and result[k] is None:  # a non-unique key: first row wins
+                    result[k] = dict(zip(columns, record[1:], strict=True))
+        return result
+
+    async def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
+        pool = self._require_pool()
+        columns = self._columns
+        self._queries += 1
+        try:
+            # One snapshot for the whole read, however long it takes.
+            async with (
+                pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                async for record in conn.cursor(self._scan_sql, prefetch=_SCAN_BATCH):
+                    yield record[0], dict(zip(columns, record[1:], strict=True))
+        except self._connection_errors as exc:
+            self._connection_failed(exc)
+        except (ValueError, OverflowError) as exc:
+            msg = (
+                f"lookup {self.name}: table {self._table!r} has a row that cannot be read "
+                f"(a value Python cannot represent): {exc}"
+            )
+            raise BadInputError(msg, source=self.name) from exc
+
+    # ------------------------------------------------------------------ introspection
+
+    def statistics(self) -> PostgresStatistics:
+        """Return the current counters."""
+        pool = self._pool
+        return PostgresStatistics(
+            queries=self._queries,
+            in_flight=self._in_flight,
+            connections=0 if pool is None else pool.get_size(),
+            idle=0 if pool is None else pool.get_idle_size(),
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        return (
+            f"<PostgresTable {self.name!r} {self._state.value} "
+            f"connections={stats.connections}/{self._pool_size} "
+            f"queries={stats.queries} in-flight={stats.in_flight}>"
+        )
+
+
+def _import_asyncpg() -> Any:
+    try:
+        import asyncpg
+    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has it
+        msg = "lookups.postgres needs asyncpg: pip install 'asyncwait[postgres]'"
+        raise ConfigError(msg) from exc
+    return asyncpg
+
+
+def postgres(
+    dsn: str | None,
+    *,
+    table: str,
+    key: str,
+    columns: Sequence[str] | None = None,
+    schema: str | None = None,
+    pool_size: int | None = None,
+    connect_timeout: float = 10.0,
+) -> PostgresTable:
+    """Return a lookup table reading ``table`` of a PostgreSQL database by ``key``.
+
+    Nothing connects here: ``open()`` creates the pool, connects once, finds the table in
+    ``pg_catalog`` (in ``schema``, or the first schema of the search path that has it) and
+    checks every column (else :class:`~asyncwait.ConfigError` listing the tables or columns
+    that exist). ``get`` is one prepared ``SELECT … WHERE key = $1 LIMIT 1``; ``get_many``
+    sends up to 1000 keys as one array, ``WHERE key = ANY($1::keytype[])``, and maps rows
+    back by key; ``scan`` streams the table through a cursor in one ``REPEATABLE READ``
+    read-only transaction. At most ``pool_size`` statements run at once.
+
+    Sizing: without ``pool_size``, a :class:`~asyncwait.join.LookupJoin` sizes the pool
+    before opening it (:meth:`PostgresTable.expect_queries`) to the queries it keeps in
+    flight plus one for a full cache's scan: 2 when batching (the default: one query at a
+    time), the operator's capacity + 1 with ``max_batch_size=1``, at most 50. A table used
+    on its own opens at most 10 connections.
+
+    Args:
+        dsn: a ``postgresql://user:password@host:port/database`` URL (query parameters as
+            asyncpg accepts them), or ``None``/``""`` to take everything from the ``PG*``
+            environment variables. The password is never shown.
+        table: the table (or view) to read.
+        key: the column lookups match with ``=``; keys must have its Python type (``int``
+            for ``integer``, ``str`` for ``text``), as asyncpg does not convert.
+        columns: the columns to return; default all, in schema order.
+        schema: the table's schema; default the search path.
+        pool_size: the most connections, 1..100; default: sized by the join (see above).
+        connect_timeout: seconds to wait for one connection to open.
+
+    Returns:
+        The table (a :class:`~asyncwait.lookups.LookupTable`), not yet open.
+
+    Raises:
+        ConfigError: ``dsn`` is not a ``postgres(ql)://`` URL, a name is empty, a column is
+            repeated, or ``pool_size``/``connect_timeout`` is out of range.
+
+    >>> users = postgres("postgresql://app:secret@db:5432/shop", table="dim_user", key="user_id")
+    >>> users.name
+    'postgres://app@db:5432/shop/dim_user'
+    """
+    if dsn is not None and not isinstance(dsn, str):
+        msg = f"lookups.postgres: dsn must be a postgresql:// URL or None, got {type(dsn).__name__}"
+        raise ConfigError(msg)
+    dsn = dsn or ""
+    if dsn and not dsn.startswith(("postgresql://", "postgres://")):
+        # Never echo it: a key=value DSN may hold a password.
+        msg = (
+            "lookups.postgres: dsn must be a URL like postgresql://user:password@host:5432/db "
+            f"(or empty to use the PG* environment variables); got a {len(dsn)}-character "
+            "string that does not start with postgresql://"
+        )
+        raise ConfigError(msg)
+    table, key, wanted = check_identifiers("lookups.postgres", table, key, columns)
+    if schema is not None and (not isinstance(schema, str) or not schema or "\x00" in schema):
+        msg = f"lookups.postgres: schema must be a non-empty name or None, got {schema!r}"
+        raise ConfigError(msg)
+    if pool_size is not None and (
+        isinstance(pool_size, bool)
+        or not isinstance(pool_size, int)
+        or not 1 <= pool_size <= _MAX_POOL
+    ):
+        msg = f"lookups.postgres: pool_size must be an int from 1 to {_MAX_POOL}, got {pool_size!r}"
+        raise ConfigError(msg)
+    if (
+        isinstance(connect_timeout, bool)
+        or not isinstance(connect_timeout, int | float)
+        or not connect_timeout > 0
+    ):
+        msg = f"lookups.postgres: connect_timeout must be a number > 0, got {connect_timeout!r}"
+        raise ConfigError(msg)
+    return PostgresTable(
+        dsn,
+        table=table,
+        key=key,
+        columns=wanted,
+        schema=schema,
+        pool_size=pool_size,
+        connect_timeout=float(connect_timeout),
+    )

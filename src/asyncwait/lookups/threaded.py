@@ -1,0 +1,633 @@
+"""A lookup table over any blocking DB-API 2 driver, run in worker threads.
+
+The fallback for systems without an async client: psycopg, sqlite3, PyMySQL or any other
+PEP 249 driver. Each of ``threads`` workers is one thread owning one connection, made by
+the caller's ``connect()`` on that thread (drivers such as sqlite3 allow a connection only
+on the thread that made it) and closed there. Queries go to the least busy worker; the
+event loop only waits for their futures, so it keeps running while a driver blocks.
+
+Every statement is parameterized in the driver's ``paramstyle``; the only identifiers in
+SQL text are the table and column names, checked against the real schema at ``open()`` and
+quoted (double quotes, or backticks for MySQL drivers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import sys
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn, TypeVar, final
+
+from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
+from ._base import Row, check_identifiers
+
+__all__ = ("ThreadedStatistics", "ThreadedTable", "threaded")
+
+_T = TypeVar("_T")
+
+# Keys per get_many statement: one parameter each, below SQLite's old limit of 999.
+_CHUNK = 250
+# Rows per hop to the worker's thread while scanning.
+_SCAN_BATCH = 1000
+_MAX_THREADS = 64
+_DEFAULT_THREADS = 4  # a table used on its own
+_MAX_AUTO_THREADS = 16  # the most a join's concurrency alone sizes it to
+_PARAMSTYLES: Final = ("qmark", "numeric", "named", "format", "pyformat")
+# Drivers whose SQL quotes identifiers with backticks.
+_MYSQL_DRIVERS: Final = frozenset({"pymysql", "MySQLdb", "mysql", "mariadb", "aiomysql"})
+# Placeholder for a parameter while SQL is built; replaced per paramstyle.
+_MARK = "\x00"
+
+
+class _State(enum.Enum):
+    NEW = "new"  # constructed; open() not called yet
+    OPEN = "open"  # connected, schema checked
+    CLOSED = "closed"  # close() called; open() may connect again
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ThreadedStatistics:
+    """A snapshot of a :class:`ThreadedTable`'s counters.
+
+    Attributes:
+        queries: statements sent (a ``get``, each chunk of a ``get_many``, each ``scan``).
+        in_flight: statements sent and not yet answered.
+        connections: workers holding an open connection.
+        reconnects: connections replaced after they broke.
+    """
+
+    queries: int
+    in_flight: int
+    connections: int
+    reconnects: int
+
+
+@final
+class _Worker:
+    """One thread and the connection it owns.
+
+    ``conn`` and ``reconnects`` are written only on the worker's thread (the loop only reads
+    them, for statistics); ``busy`` only on the loop.
+    """
+
+    __slots__ = ("busy", "conn", "executor", "reconnects")
+
+    def __init__(self, index: int, prefix: str) -> None:
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"{prefix}-{index}")
+        self.conn: Any = None
+        self.reconnects = 0
+        self.busy = 0
+
+
+def _is_broken(conn: Any) -> bool:
+    """Whether a DB-API connection is known to be unusable (the driver's own flags)."""
+    if getattr(conn, "broken", False) is True:  # psycopg 3
+        return True
+    closed = getattr(conn, "closed", False)
+    if closed is True or (isinstance(closed, int) and not isinstance(closed, bool) and closed):
+        return True  # psycopg 3 (bool), psycopg2 (int)
+    return getattr(conn, "open", True) is False  # PyMySQL
+
+
+def _autocommit(conn: Any) -> None:
+    """Switch ``conn`` to autocommit: a read-only lookup must not hold a transaction open."""
+    attr = getattr(conn, "autocommit", None)
+    if callable(attr):
+        attr(True)  # PyMySQL, MySQLdb
+    elif isinstance(attr, bool):
+        conn.autocommit = True  # psycopg, psycopg2, sqlite3 on 3.12+ (legacy mode is an int)
+
+
+@final
+class ThreadedTable:
+    """A lookup table read through a blocking DB-API 2 driver in worker threads.
+
+    Users receive it from :func:`threaded`; see :class:`~asyncwait.lookups.LookupTable` for
+    the contract. Rows hold the configured ``columns`` (all by default), in the order of the
+    driver's ``cursor.description``. At most ``threads`` statements run at once, one per
+    worker; the rest queue on the least busy worker.
+
+    Errors: a key the driver rejects (its ``DataError`` or ``ProgrammingError`` — it cannot
+    bind the key, or the server cannot compare it with the key column) raises
+    :class:`~asyncwait.BadInputError` naming the key and the table; a connection that
+    cannot be opened raises :class:`ConnectionError` naming the table. A worker whose
+    connection broke (the driver's ``closed``/``broken``/``open`` flags) reconnects on its
+    next query; the failed query's driver error propagates unchanged (a retry strategy can
+    match it), as do all other driver errors.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        *,
+        table: str,
+        key: str,
+        columns: tuple[str, ...] | None,
+        paramstyle: str | None,
+        threads: int | None,
+        name: str,
+    ) -> None:
+        self.name = name
+        self._connect = connect
+        self._table = table
+        self._key = key
+        self._wanted = columns
+        self._paramstyle_option = paramstyle
+        self._paramstyle = paramstyle or "qmark"
+        self._threads_option = threads
+        self._n_threads = _DEFAULT_THREADS if threads is None else threads
+        self._state = _State.NEW
+        self._workers: list[_Worker] = []
+        self._next = 0
+        # Set by open(); the SQL is built only from names found in the schema.
+        self._columns: tuple[str, ...] = ()
+        self._get_sql = ""
+        self._scan_sql = ""
+        self._many_template = ""
+        self._many_sql: dict[int, str] = {}
+        self._bad_key_errors: tuple[type[BaseException], ...] = ()
+        self._queries = 0
+        self._in_flight = 0
+        self._reconnects = 0  # of workers already shut down by close()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of every row, in order (known after ``open()``)."""
+        return self._columns
+
+    @property
+    def threads(self) -> int:
+        """The worker threads (and connections) the table opens."""
+        return self._n_threads
+
+    def expect_queries(self, queries: int) -> None:
+        """Size the workers for ``queries`` concurrent queries, plus one for a cache's scan.
+
+        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
+        ``max_queries``; an explicit ``threads`` wins, and at most 16 are started.
+        """
+        if self._threads_option is None and self._state is not _State.OPEN:
+            self._n_threads = max(1, min(queries + 1, _MAX_AUTO_THREADS))
+
+    @property
+    def paramstyle(self) -> str:
+        """The DB-API paramstyle of the statements (the driver's, unless given)."""
+        return self._paramstyle
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._state is _State.OPEN:
+            return
+        loop = asyncio.get_running_loop()
+        prefix = f"asyncwait-lookup-{self._table}"
+        workers = [_Worker(i, prefix) for i in range(self._n_threads)]
+        try:
+            connected = await asyncio.gather(
+                *(loop.run_in_executor(w.executor, self._open_connection, w) for w in workers),
+                return_exceptions=True,
+            )
+            for outcome in connected:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            first = workers[0]
+            await loop.run_in_executor(first.executor, self._check_schema, first.conn)
+        except BaseException:
+            await _shutdown(workers)
+            raise
+        self._workers = workers
+        self._next = 0
+        self._state = _State.OPEN
+
+    def _open_connection(self, worker: _Worker) -> None:
+        """Connect ``worker`` (on its own thread)."""
+        try:
+            conn = self._connect()
+        except Exception as exc:
+            msg = f"lookup {self.name}: cannot connect: {type(exc).__name__}: {exc}"
+            raise ConnectionError(msg) from exc
+        try:
+            _autocommit(conn)
+        except Exception:
+            conn.close()
+            raise
+        worker.conn = conn
+
+    def _check_schema(self, conn: Any) -> None:
+        """Find the table and its columns with portable queries, then build the SQL."""
+        module = sys.modules.get(type(conn).__module__.partition(".")[0])
+        driver = getattr(module, "__name__", type(conn).__module__)
+        style = self._paramstyle_option or getattr(module, "paramstyle", None)
+        if style not in _PARAMSTYLES:
+            msg = (
+                f"lookup {self.name}: cannot tell the paramstyle of driver {driver!r} "
+                f"(found {style!r}); pass paramstyle= one of {', '.join(_PARAMSTYLES)}"
+            )
+            raise ConfigError(msg)
+        self._paramstyle = style
+        self._bad_key_errors = tuple(
+            cls
+            for cls in (
+                getattr(module, "DataError", None),
+                getattr(module, "ProgrammingError", None),
+            )
+            if isinstance(cls, type) and issubclass(cls, BaseException)
+        )
+        backtick = driver in _MYSQL_DRIVERS
+
+        def q(name: str) -> str:
+            if backtick:
+                return "`" + name.replace("`", "``") + "`"
+            return '"' + name.replace('"', '""') + '"'
+
+        tables = _list_tables(conn)
+        if tables is not None and self._table not in tables:
+            msg = (
+                f"lookup {self.name}: the database has no table {self._table!r}; "
+                f"tables: {', '.join(tables) or '(none)'}"
+            )
+            raise ConfigError(msg)
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT * FROM {q(self._table)} WHERE 1 = 0")
+            existing = [str(d[0]) for d in cur.description or ()]
+            cur.fetchall()
+        except Exception as exc:
+            _rollback(conn)
+            msg = f"lookup {self.name}: cannot read table {self._table!r}: {exc}"
+            raise ConfigError(msg) from exc
+        finally:
+            cur.close()
+        wanted = self._wanted if self._wanted is not None else tuple(existing)
+        missing = [c for c in (self._key, *wanted) if c not in existing]
+        if missing:
+            msg = (
+                f"lookup {self.name}: table {self._table!r} has no column "
+                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
+                f"columns: {', '.join(existing)}"
+            )
+            raise ConfigError(msg)
+        select = ", ".join(q(c) for c in wanted)
+        source = q(self._table)
+        key = q(self._key)
+        self._columns = wanted
+        self._get_sql = self._sql(f"SELECT {select} FROM {source} WHERE {key} = {_MARK} LIMIT 1")
+        self._scan_sql = self._sql(f"SELECT {key}, {select} FROM {source}")
+        self._many_template = f"SELECT {key}, {select} FROM {source} WHERE {key} IN ({{marks}})"
+        self._many_sql.clear()
+
+    def _sql(self, text: str) -> str:
+        """Replace each parameter mark of ``text`` with the paramstyle's placeholder."""
+        style = self._paramstyle
+        if style in ("format", "pyformat"):
+            text = text.replace("%", "%%")  # a literal % (in a quoted name) must be doubled
+        parts = text.split(_MARK)
+        out = [parts[0]]
+        for i, part in enumerate(parts[1:]):
+            if style == "qmark":
+                out.append("?")
+            elif style == "numeric":
+                out.append(f":{i + 1}")
+            elif style == "named":
+                out.append(f":p{i}")
+            else:
+                out.append("%s")
+            out.append(part)
+        return "".join(out)
+
+    def _params(self, values: Sequence[Any]) -> Sequence[Any] | dict[str, Any]:
+        if self._paramstyle == "named":
+            return {f"p{i}": v for i, v in enumerate(values)}
+        return tuple(values)
+
+    async def close(self) -> None:
+        workers, self._workers = self._workers, []
+        self._state = _State.CLOSED
+        self._reconnects += sum(w.reconnects for w in workers)
+        await _shutdown(workers)
+
+    # ------------------------------------------------------------------ lookups
+
+    def _worker(self) -> _Worker:
+        workers = self._workers
+        if not workers:
+            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
+            msg = f"lookup {self.name} {state}"
+            raise ClosedError(msg)
+        # The least busy worker; among equals, the next in turn.
+        n = len(workers)
+        start = self._next
+        best = workers[start]
+        for i in range(1, n):
+            if best.busy == 0:
+                break
+            w = workers[(start + i) % n]
+            if w.busy < best.busy:
+                best = w
+        self._next = (start + 1) % n
+        return best
+
+    async def _on(self, worker: _Worker, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(worker, *args)`` on ``worker``'s thread."""
+        loop = asyncio.get_running_loop()
+        worker.busy += 1
+        self._in_flight += 1
+        try:
+            return await loop.run_in_executor(worker.executor, fn, worker, *args)
+        finally:
+            worker.busy -= 1
+            self._in_flight -= 1
+
+    def _ensure_connection(self, worker: _Worker) -> Any:
+        """The worker's connection, reconnecting it if it broke (on the worker's thread)."""
+        conn = worker.conn
+        if conn is None or _is_broken(conn):
+            if conn is not None:
+                worker.conn = None
+                _close_quietly(conn)
+            worker.reconnects += 1
+            self._open_connection(worker)
+            conn = worker.conn
+        return conn
+
+    def _fetch(self, worker: _Worker, sql: str, params: Any) -> list[Any]:
+        conn = self._ensure_connection(worker)
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+        except Exception:
+            _rollback(conn)
+            raise
+        finally:
+            _close_quietly(cur)
+
+    def _bad_key(self, exc: BaseException, keys: object) -> NoReturn:
+        msg = (
+            f"lookup {self.name}: key {_short_repr(keys)} of table {self._table!r} "
+            f"cannot be looked up: {type(exc).__name__}: {exc}"
+        )
+        raise BadInputError(msg, source=self.name) from exc
+
+    async def _query(self, sql: str, values: Sequence[Any], keys: object) -> list[Any]:
+        worker = self._worker()
+        self._queries += 1
+        try:
+            return await self._on(worker, self._fetch, sql, self._params(values))
+        except self._bad_key_errors as exc:
+            self._bad_key(exc, keys)
+
+    async def get(self, key: Hashable) -> Row | None:
+        rows = await self._query(self._get_sql, (key,), key)
+        if not rows:
+            return None
+        return dict(zip(self._columns, rows[0], strict=True))
+
+    async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
+        distinct = list(dict.fromkeys(keys))
+        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
+        columns = self._columns
+        for start in range(0, len(distinct), _CHUNK):
+            chunk = distinct[start : start + _CHUNK]
+            sql = self._many_sql.get(len(chunk))
+            if sql is None:
+                sql = self._sql(self._many_template.format(marks=", ".join([_MARK] * len(chunk))))
+                self._many_sql[len(chunk)] = sql
+            rows = await self._query(sql, chunk, chunk)
+            by_key: dict[Any, Any] = {}
+            for row in rows:
+                by_key.setdefault(row[0], row)  # a non-unique key: first row wins
+            by_text: dict[str, Any] | None = None
+            for k in chunk:
+                row = by_key.get(k)
+                if row is None and by_key:
+                    # The database may have converted the key to the column's type ('2' -> 2
+                    # in SQLite, text -> integer in PostgreSQL): match it by its text too.
+                    if by_text is None:
+                        by_text = {str(r[0]): r for r in rows}
+                    row = by_text.get(str(k))
+                if row is not None:
+                    result[k] = dict(zip(columns, row[1:], strict=True))
+        return result
+
+    async def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
+        worker = self._worker()
+        columns = self._columns
+        self._queries += 1
+        cursor = await self._on(worker, _Scan.start, self, self._scan_sql)
+        try:
+            while rows := await self._on(worker, _Scan.more, cursor):
+                for row in rows:
+                    yield row[0], dict(zip(columns, row[1:], strict=True))
+        finally:
+            await self._on(worker, _Scan.stop, cursor)
+
+    # ------------------------------------------------------------------ introspection
+
+    def statistics(self) -> ThreadedStatistics:
+        """Return the current counters."""
+        return ThreadedStatistics(
+            queries=self._queries,
+            in_flight=self._in_flight,
+            connections=sum(w.conn is not None for w in self._workers),
+            reconnects=self._reconnects + sum(w.reconnects for w in self._workers),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<ThreadedTable {self.name!r} {self._state.value} threads={self._n_threads} "
+            f"queries={self._queries} in-flight={self._in_flight}>"
+        )
+
+
+class _Scan:
+    """The steps of a scan, each run on the worker's thread (its cursor stays there)."""
+
+    @staticmethod
+    def start(worker: _Worker, table: ThreadedTable, sql: str) -> Any:
+        conn = table._ensure_connection(worker)
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+        except BaseException:
+            _close_quietly(cur)
+            _rollback(conn)
+            raise
+        return cur
+
+    @staticmethod
+    def more(worker: _Worker, cur: Any) -> list[Any]:
+        return list(cur.fetchmany(_SCAN_BATCH))
+
+    @staticmethod
+    def stop(worker: _Worker, cur: Any) -> None:
+        _close_quietly(cur)
+
+
+def _list_tables(conn: Any) -> list[str] | None:
+    """The tables and views of the database, or ``None`` when no portable query knows them."""
+    queries = (
+        # PostgreSQL, MySQL/MariaDB, SQL Server...: the standard catalog.
+        "SELECT table_name FROM information_schema.tables WHERE table_schema NOT IN "
+        "('pg_catalog', 'information_schema', 'mysql', 'performance_schema', 'sys') "
+        "ORDER BY table_name",
+        # SQLite.
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+        "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
+    )
+    for sql in queries:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+            return [str(r[0]) for r in cur.fetchall()]
+        except Exception:
+            _rollback(conn)
+        finally:
+            _close_quietly(cur)
+    return None
+
+
+def _rollback(conn: Any) -> None:
+    # After an error some drivers refuse further statements until a rollback (psycopg
+    # outside autocommit); a broken connection refuses the rollback too, which is fine.
+    with contextlib.suppress(Exception):
+        conn.rollback()
+
+
+def _close_quietly(thing: Any) -> None:
+    # Closing a broken connection or cursor may fail; it is being dropped anyway.
+    with contextlib.suppress(Exception):
+        thing.close()
+
+
+async def _shutdown(workers: Sequence[_Worker]) -> None:
+    """Close every worker's connection on its own thread, then stop the threads."""
+    loop = asyncio.get_running_loop()
+
+    def close(worker: _Worker) -> None:
+        conn, worker.conn = worker.conn, None
+        if conn is not None:
+            _close_quietly(conn)
+
+    try:
+        await asyncio.gather(
+            *(loop.run_in_executor(w.executor, close, w) for w in workers),
+            return_exceptions=True,
+        )
+    finally:
+        for worker in workers:
+            worker.executor.shutdown(wait=False)
+
+
+def _driver_name(connect: Callable[[], Any]) -> str:
+    """The top-level module of ``connect`` (through ``functools.partial``), for the name."""
+    fn: Any = connect
+    while hasattr(fn, "func"):
+        fn = fn.func
+    module = getattr(fn, "__module__", None) or "dbapi"
+    top = module.partition(".")[0]
+    if top.startswith("__"):  # __main__, __builtin__: says nothing about the driver
+        return "dbapi"
+    return top.lstrip("_") or "dbapi"  # _sqlite3 -> sqlite3
+
+
+def threaded(
+    connect: Callable[[], Any],
+    *,
+    table: str,
+    key: str,
+    columns: Sequence[str] | None = None,
+    paramstyle: str | None = None,
+    threads: int | None = None,
+    name: str | None = None,
+) -> ThreadedTable:
+    """Return a lookup table over a blocking DB-API 2 driver, queried in worker threads.
+
+    ``connect()`` is called once per worker, on the worker's thread, at ``open()`` (and
+    again when a worker's connection broke); the connections are switched to autocommit,
+    since lookups only read. ``open()`` lists the tables (``information_schema``, or
+    ``sqlite_master``), reads the table's columns from ``SELECT * … WHERE 1 = 0`` and
+    checks ``key`` and ``columns`` against them (else :class:`~asyncwait.ConfigError`
+    listing what exists). ``get`` is one ``SELECT … WHERE key = ? LIMIT 1``; ``get_many``
+    sends up to 250 keys per ``WHERE key IN (…)`` and maps rows back by key (or, when the
+    database converted the key's type, by its text); ``scan`` streams one ``SELECT`` in
+    batches on one worker. At most ``threads`` statements run at once.
+
+    Args:
+        connect: makes one DB-API connection, e.g.
+            ``functools.partial(psycopg.connect, dsn)`` or
+            ``lambda: sqlite3.connect(path)``.
+        table: the table (or view) to read.
+        key: the column lookups match with ``=``.
+        columns: the columns to return; default all.
+        paramstyle: ``qmark``, ``numeric``, ``named``, ``format`` or ``pyformat``; default
+            the driver module's ``paramstyle``.
+        threads: worker threads, each with its own connection (1..64). Default: a
+            :class:`~asyncwait.join.LookupJoin` sizes them before opening the table to the
+            queries it keeps in flight plus one (2 when batching; capacity + 1 unbatched),
+            at most 16; a table used on its own starts 4.
+        name: the table's name in errors and metrics; default
+            ``threaded:<driver module>/<table>``. It must not hold a password.
+
+    Returns:
+        The table (a :class:`~asyncwait.lookups.LookupTable`), not yet open.
+
+    Raises:
+        ConfigError: ``connect`` is not callable, a name is empty, a column is repeated, or
+            ``paramstyle``/``threads``/``name`` is invalid.
+
+    >>> import asyncio, functools, os, sqlite3, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "dim.db")
+    >>> with sqlite3.connect(path) as db:
+    ...     _ = db.execute("CREATE TABLE dim_user (user_id TEXT PRIMARY KEY, age INTEGER)")
+    ...     _ = db.execute("INSERT INTO dim_user VALUES ('user_1', 22)")
+    >>> async def main() -> object:
+    ...     users = threaded(
+    ...         functools.partial(sqlite3.connect, path), table="dim_user", key="user_id"
+    ...     )
+    ...     await users.open()
+    ...     try:
+    ...         return users.name, await users.get("user_1"), await users.get("user_9")
+    ...     finally:
+    ...         await users.close()
+    >>> asyncio.run(main())
+    ('threaded:sqlite3/dim_user', {'user_id': 'user_1', 'age': 22}, None)
+    """
+    if not callable(connect):
+        msg = (
+            f"lookups.threaded: connect must be a callable returning a connection, got {connect!r}"
+        )
+        raise ConfigError(msg)
+    table, key, wanted = check_identifiers("lookups.threaded", table, key, columns)
+    if paramstyle is not None and paramstyle not in _PARAMSTYLES:
+        msg = (
+            f"lookups.threaded: paramstyle must be one of {', '.join(_PARAMSTYLES)}, "
+            f"got {paramstyle!r}"
+        )
+        raise ConfigError(msg)
+    if threads is not None and (
+        isinstance(threads, bool)
+        or not isinstance(threads, int)
+        or not 1 <= threads <= _MAX_THREADS
+    ):
+        msg = f"lookups.threaded: threads must be an int from 1 to {_MAX_THREADS}, got {threads!r}"
+        raise ConfigError(msg)
+    if name is None:
+        name = f"threaded:{_driver_name(connect)}/{table}"
+    elif not isinstance(name, str) or not name:
+        msg = f"lookups.threaded: name must be a non-empty string or None, got {name!r}"
+        raise ConfigError(msg)
+    return ThreadedTable(
+        connect,
+        table=table,
+        key=key,
+        columns=wanted,
+        paramstyle=paramstyle,
+        threads=threads,
+        name=name,
+    )
