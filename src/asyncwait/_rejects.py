@@ -78,10 +78,11 @@ class ErrorLog:
         self.samples: list[dict[str, Any]] = []
         self.overflow: BadInputError | None = None  # set once max_errors is exceeded
 
-    def open(self) -> None:
-        """Create (or truncate) the errors file."""
+    def open(self, *, append: bool = False) -> None:
+        """Create (or truncate) the errors file; ``append``: go on after an earlier run's."""
         if self.path is not None:
-            self._file = open(self.path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115 - closed by close()
+            mode = "a" if append else "w"
+            self._file = open(self.path, mode, encoding="utf-8", buffering=1 << 16)  # noqa: SIM115 - closed by close()
 
     def add(
         self,

@@ -59,6 +59,13 @@ class Step(ABC):
     def stop(self) -> None:  # noqa: B027 - optional hook
         """The stage ends (or is cancelled): cancel timers."""
 
+    def snapshot(self) -> Any:
+        """The step's state at a checkpoint barrier (picklable); stateless steps have none."""
+        return None
+
+    def restore(self, state: Any) -> None:  # noqa: B027 - optional hook
+        """Go on from :meth:`snapshot` of an earlier run (before :meth:`start`)."""
+
     @abstractmethod
     def process(self, batch: list[StreamElement]) -> list[StreamElement]:
         """Turn ``batch`` into the next one, synchronously."""

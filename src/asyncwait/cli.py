@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import signal
 import sqlite3
 import sys
 import time
@@ -311,15 +313,28 @@ def _execute_job(
     finally:
         display.close()
 
+    checkpoints = _checkpoint_summary(env, None if failure is not None else result)
     if failure is None:
         view = ProgressView.of(result)
         samples = getattr(result, "error_samples", ())
-        summary = summarize(view, job=spec.name, errors_path=errors_path, error_samples=samples)
+        summary = summarize(
+            view,
+            job=spec.name,
+            status="stopped" if result.stopped else "succeeded",
+            errors_path=errors_path,
+            error_samples=samples,
+            checkpoints=checkpoints,
+        )
     else:
         view = ProgressView.of(env.progress())
         message = _failure_message(spec, failure)
         summary = summarize(
-            view, job=spec.name, status="failed", errors_path=errors_path, error=message
+            view,
+            job=spec.name,
+            status="failed",
+            errors_path=errors_path,
+            error=message,
+            checkpoints=checkpoints,
         )
     if json_summary is not None:
         try:
@@ -334,7 +349,30 @@ def _execute_job(
             traceback.print_exception(failure, file=sys.stderr)
         print(f"error: {summary['error']}", file=sys.stderr, flush=True)
         return EXIT_FAILED
+    if result.stopped:
+        if checkpoints is None:
+            _error(f"job {spec.name!r} stopped before its end (no checkpoints to resume from)")
+            return _EXIT_INTERRUPTED
+        print(
+            f"stopped: job {spec.name!r} committed everything up to checkpoint "
+            f"#{checkpoints['last']}; run it again to resume from there",
+            file=sys.stderr,
+            flush=True,
+        )
     return EXIT_OK
+
+
+def _checkpoint_summary(env: StreamEnvironment, result: Any) -> dict[str, Any] | None:
+    """The checkpoint part of the summary, or None when the job does not checkpoint."""
+    if env.checkpoint_dir is None:
+        return None
+    progress = env.progress() if result is None else result
+    return {
+        "dir": str(env.checkpoint_dir),
+        "restored_from": getattr(result, "restored_from", None),
+        "completed": progress.checkpoints,
+        "last": progress.last_checkpoint,
+    }
 
 
 def _failure_message(spec: jobfile.JobSpec, exc: BaseException) -> str:
@@ -343,11 +381,7 @@ def _failure_message(spec: jobfile.JobSpec, exc: BaseException) -> str:
         return "; ".join(_failure_message(spec, e) for e in exc.exceptions)
     job = f"job {spec.name!r}"
     text = (str(exc) or type(exc).__name__).removeprefix(f"{job}: ")
-    if isinstance(exc, NotImplementedError):
-        text = f"not available in this release: {text}"
-        if spec.checkpoint is not None and "checkpoint" in text:
-            text += f" (remove [checkpoint] from {spec.file} to run without checkpoints)"
-    elif not isinstance(exc, AsyncWaitError | OSError) or not str(exc):
+    if not isinstance(exc, AsyncWaitError | OSError) or not str(exc):
         text = f"{type(exc).__name__}: {text}"
     cause = exc.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
@@ -379,6 +413,7 @@ async def _drive(env: StreamEnvironment, display: Display) -> Any:
 
     view: Callable[[Any], ProgressView] = ProgressView.of
     job = asyncio.ensure_future(env.execute_async())
+    handled = _stop_on_signals(env)
     try:
         while True:
             done, _ = await asyncio.wait({job}, timeout=_POLL_INTERVAL)
@@ -386,6 +421,41 @@ async def _drive(env: StreamEnvironment, display: Display) -> Any:
                 return job.result()
             display.update(view(env.progress()))
     finally:
+        loop = asyncio.get_running_loop()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
         if not job.done():
             job.cancel()
             await asyncio.wait({job})
+
+
+def _stop_on_signals(env: StreamEnvironment) -> list[int]:
+    """SIGINT/SIGTERM: the first stops the job (after a checkpoint); the second exits now.
+
+    Exiting at once loses nothing that a checkpoint committed: the next run resumes from
+    the latest complete one, as after a crash.
+    """
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr)
+            os._exit(128 + signum)
+        how = "taking a checkpoint, then " if env.checkpoint_dir is not None else ""
+        print(
+            f"\n{signal.Signals(signum).name}: {how}stopping (signal again to exit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+        env.stop()
+
+    handled: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or a platform without it: Ctrl-C still interrupts
+        handled.append(signum)
+    return handled

@@ -287,17 +287,20 @@ def summarize(
     errors_path: Path | None = None,
     error: str | None = None,
     error_samples: Sequence[Mapping[str, Any]] = (),
+    checkpoints: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the job summary as JSON-ready data (what ``--json-summary`` writes).
 
     Args:
         result: the final numbers.
         job: the job's name.
-        status: ``"succeeded"`` or ``"failed"``.
+        status: ``"succeeded"``, ``"stopped"`` or ``"failed"``.
         errors_path: the errors file, when bad input is written to one.
         error: the error that ended the job, when it failed.
         error_samples: the first few bad input elements (``source``, ``line``, ``raw``,
             ``reason``), shown when there is no errors file to look at.
+        checkpoints: when the job checkpoints: ``restored_from``, ``completed``, ``last``
+            and ``dir``.
 
     >>> s = summarize(ProgressView(2.0, 10, 9, 1), job="j")
     >>> s["events_in"], s["events_out"], s["errors"], s["throughput_eps"]
@@ -320,6 +323,7 @@ def summarize(
         "duration_s": round(duration, 3),
         "throughput_eps": round(result.events_in / duration, 1) if duration > 0 else None,
         "cache_hit_ratio": _round(result.cache_hit_ratio),
+        "checkpoints": None if checkpoints is None else dict(checkpoints),
         "operators": [
             {
                 "name": op.name,
@@ -372,6 +376,14 @@ def _totals(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
     if summary["cache_hit_ratio"] is not None:
         rows.append(("cache hit ratio", _ratio(summary["cache_hit_ratio"])))
+    cp = summary.get("checkpoints")
+    if cp is not None:
+        text = f"{cp['completed']:,} taken"
+        if cp["last"] is not None:
+            text += f", last #{cp['last']}"
+        if cp["restored_from"] is not None:
+            text += f"; resumed from #{cp['restored_from']}"
+        rows.append(("checkpoints", f"{text} ({cp['dir']})"))
     return rows
 
 

@@ -94,6 +94,8 @@ class JobProgress:
         events_out: records written by the sink(s).
         errors: bad input elements routed to the errors file.
         operators: each async operator's numbers, in pipeline order.
+        checkpoints: checkpoints completed by this run.
+        last_checkpoint: the id of the newest one, or ``None``.
     """
 
     name: str
@@ -103,6 +105,8 @@ class JobProgress:
     events_out: int
     errors: int
     operators: tuple[OperatorSummary, ...] = ()
+    checkpoints: int = 0
+    last_checkpoint: int | None = None
 
 
 @final
@@ -120,6 +124,11 @@ class JobResult:
         error_samples: the first few bad elements (``source``, ``line``, ``raw``,
             ``reason``, maybe ``operator``), also when there is no errors file.
         sink_results: each sink's ``result()``, in the order the streams were created.
+        stopped: the job was stopped (:meth:`StreamEnvironment.stop`) before its end; with
+            checkpoints, a later run resumes from ``last_checkpoint``.
+        restored_from: the checkpoint this run resumed from, or ``None``.
+        checkpoints: checkpoints completed by this run (the final one included).
+        last_checkpoint: the id of the newest one, or ``None``.
     """
 
     name: str
@@ -130,6 +139,10 @@ class JobResult:
     operators: tuple[OperatorSummary, ...] = ()
     error_samples: tuple[dict[str, Any], ...] = ()
     sink_results: tuple[Any, ...] = ()
+    stopped: bool = False
+    restored_from: int | None = None
+    checkpoints: int = 0
+    last_checkpoint: int | None = None
 
     @property
     def sink_result(self) -> Any:
@@ -154,8 +167,13 @@ class StreamEnvironment:
     """Builds and runs one dataflow job on an asyncio event loop.
 
     Args:
-        checkpoint_interval: seconds between checkpoints (> 0), or ``None``.
-        checkpoint_dir: where checkpoints go.
+        checkpoint_interval: seconds between checkpoints (> 0), or ``None``. Checkpointing
+            is on when this or ``checkpoint_dir`` is set: the job then resumes from its
+            latest checkpoint, its file sinks commit output only with checkpoints, and it
+            takes a last checkpoint when stopped (:meth:`stop`) and when it ends. See
+            ``docs/fault-tolerance.md``.
+        checkpoint_dir: where checkpoints go (a folder per job name below it); default
+            ``.asyncwait/checkpoints`` when only ``checkpoint_interval`` is given.
         name: the job's name, in messages and results.
         errors_path: the errors file (JSONL, one bad element per line: ``source``,
             ``line``, ``raw``, ``reason``, ``operator`` for later steps), created when the job
@@ -163,6 +181,8 @@ class StreamEnvironment:
         max_errors: more than this many bad elements fail the job; ``None``: no limit.
         buffer_size: elements per batch between stages (each channel holds about that
             many); bounds how far the source reads ahead of a slow sink.
+        checkpoints_kept: how many complete checkpoints to keep (>= 1).
+        fresh: ignore the job's existing checkpoints (they are deleted) and start over.
 
     Raises:
         ConfigError: a bad option.
@@ -183,6 +203,8 @@ class StreamEnvironment:
         errors_path: str | os.PathLike[str] | None = None,
         max_errors: int | None = None,
         buffer_size: int = 1024,
+        checkpoints_kept: int = 3,
+        fresh: bool = False,
     ) -> None:
         if checkpoint_interval is not None and (
             isinstance(checkpoint_interval, bool)
@@ -206,10 +228,26 @@ class StreamEnvironment:
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
             msg = f"StreamEnvironment: buffer_size must be an int >= 1, got {buffer_size!r}"
             raise ConfigError(msg)
+        if (
+            isinstance(checkpoints_kept, bool)
+            or not isinstance(checkpoints_kept, int)
+            or checkpoints_kept < 1
+        ):
+            msg = (
+                f"StreamEnvironment: checkpoints_kept must be an int >= 1, got {checkpoints_kept!r}"
+            )
+            raise ConfigError(msg)
+        if not isinstance(fresh, bool):
+            msg = f"StreamEnvironment: fresh must be True or False, got {fresh!r}"
+            raise ConfigError(msg)
         self.checkpoint_interval = (
             None if checkpoint_interval is None else float(checkpoint_interval)
         )
         self.checkpoint_dir = _path_or_none("checkpoint_dir", checkpoint_dir)
+        if self.checkpoint_dir is None and self.checkpoint_interval is not None:
+            self.checkpoint_dir = Path(".asyncwait/checkpoints")
+        self.checkpoints_kept = checkpoints_kept
+        self.fresh = fresh
         self.name = name
         self.errors_path = _path_or_none("errors_path", errors_path)
         self.max_errors = max_errors
@@ -279,12 +317,6 @@ class StreamEnvironment:
 
         Cancelling it cancels every stage and closes every operator, source and sink.
         """
-        if self.checkpoint_interval is not None or self.checkpoint_dir is not None:
-            msg = (
-                f"job {self.name!r}: checkpointing is not available in this release yet; "
-                "run without checkpoint_interval/checkpoint_dir"
-            )
-            raise NotImplementedError(msg)
         if self._job is not None and self._job.running:
             msg = f"job {self.name!r} is already running"
             raise AsyncWaitError(msg)
@@ -298,16 +330,36 @@ class StreamEnvironment:
                     "end it with .sink_to(...)"
                 )
                 raise ConfigError(msg)
+        from ._checkpoints import CheckpointConfig
         from ._job import Job
 
+        checkpoint = None
+        if self.checkpoint_dir is not None:
+            checkpoint = CheckpointConfig(
+                self.checkpoint_interval, self.checkpoint_dir, self.checkpoints_kept, self.fresh
+            )
         self._job = job = Job(
             self.name,
             list(self._pipelines),
             errors_path=self.errors_path,
             max_errors=self.max_errors,
             buffer_size=self.buffer_size,
+            checkpoint=checkpoint,
         )
         return await job.run()
+
+    def stop(self) -> None:
+        """Stop the running job; ``execute`` then returns a result with ``stopped=True``.
+
+        With checkpointing, the job first takes a checkpoint (everything before it is
+        committed) and a later run resumes from it; without, it stops at once and the
+        sinks keep what they wrote. Call it from the job's event loop thread (e.g. a
+        signal handler installed with ``loop.add_signal_handler``). Does nothing when no
+        job runs or a stop is already under way.
+        """
+        job = self._job
+        if job is not None:
+            job.request_stop()
 
     def progress(self) -> JobProgress:
         """A snapshot of the running (or last) job: cheap, for a live display.

@@ -4,6 +4,13 @@ A sink receives batches of elements (:meth:`Sink.write`), in stream order; water
 along so that a sink can see event-time progress, and the file sinks ignore them. Writing
 uses large buffered file I/O, flushed when the job ends (or fails) and closes the sink.
 
+With checkpointing on, the file sinks are *transactional*: what they receive between two
+checkpoints goes to a hidden part file next to the output (``.out.jsonl.part-000004``) and is
+appended to the output only when the checkpoint completes; a job resuming from a checkpoint
+first puts the output back to exactly what that checkpoint committed. So the output file
+only ever holds committed records, each once. ``stdout`` and ``collect`` cannot take back
+what they wrote: with checkpoints their output is at-least-once.
+
 A value a sink cannot write is *bad input*, not a failure: a value JSON cannot represent (a
 ``datetime``, a ``set``, ``NaN``...), or for CSV a value that is not a dict or whose keys
 differ from the header. The sink routes it to the job's errors file, naming the element,
@@ -12,6 +19,8 @@ and goes on.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv as _csv
 import functools
 import json
@@ -23,6 +32,7 @@ from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-
 from pathlib import Path
 from typing import IO, Any, Final, final
 
+from ._checkpoints import crash_point
 from ._rejects import Reject, describe
 from .elements import Record, StreamElement, Watermark
 from .errors import BadInputError, ClosedError, ConfigError
@@ -71,6 +81,33 @@ class Sink(ABC):
         """What the job's result reports for this sink (``None`` by default)."""
         return None
 
+    # Checkpointing: a two-phase commit, as Flink's TwoPhaseCommitSinkFunction. The
+    # defaults keep nothing, so a sink that does not override them is at-least-once.
+
+    def initialize_state(self, state: Any | None) -> None:  # noqa: B027 - optional hook
+        """Called before :meth:`open` when the job takes checkpoints.
+
+        Args:
+            state: what :meth:`pre_commit` returned for the checkpoint the job resumes
+                from; ``None`` when the job starts from the beginning.
+        """
+
+    async def pre_commit(self, checkpoint_id: int) -> Any:
+        """Make everything written so far durable, but not yet visible; return the state.
+
+        Called when checkpoint ``checkpoint_id``'s barrier reaches the sink: what was written
+        before belongs to that checkpoint. The returned value (picklable) is saved in the
+        checkpoint and handed to :meth:`initialize_state` on restore.
+        """
+        return None
+
+    async def commit(self, checkpoint_id: int) -> None:  # noqa: B027 - optional hook
+        """Make what :meth:`pre_commit` of ``checkpoint_id`` prepared visible.
+
+        Called once the checkpoint is saved. It may run again for the same data after a
+        crash (through ``initialize_state``), so it must be idempotent there.
+        """
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
@@ -84,6 +121,13 @@ class _Format(ABC):
     @abstractmethod
     def render(self, sink: _TextSink, elements: list[StreamElement]) -> tuple[str, int]:
         """The text for the records of ``elements`` and how many records it holds."""
+
+    def state(self) -> Any:
+        """What a resumed run needs to go on writing the same file (e.g. the CSV header)."""
+        return None
+
+    def restore(self, state: Any) -> None:  # noqa: B027 - optional hook
+        """Go on from :meth:`state` of an earlier run."""
 
 
 def _not_json(value: object) -> Any:
@@ -139,6 +183,15 @@ class _Csv(_Format):
         self._delimiter = delimiter
         self._header: tuple[str, ...] | None = None
         self._keys: frozenset[str] = frozenset()
+
+    def state(self) -> Any:
+        return None if self._header is None else (self._header, tuple(self._keys))
+
+    def restore(self, state: Any) -> None:
+        if state is not None:
+            header, keys = state
+            self._header = tuple(header)
+            self._keys = frozenset(keys)
 
     def render(self, sink: _TextSink, elements: list[StreamElement]) -> tuple[str, int]:
         rows: list[list[Any]] = []
@@ -223,20 +276,145 @@ class _TextSink(Sink):
 
 @final
 class _FileSink(_TextSink):
+    """A file sink; transactional (part files, committed by checkpoints) when checkpointing."""
+
     def __init__(self, path: Path, format: Callable[[], _Format]) -> None:
         super().__init__(str(path), format)
         self.path = path
+        self._transactional = False
+        self._restored: dict[str, Any] | None = None
+        self._committed = 0  # bytes of the output file that checkpoints committed
+        self._part_seq = 0
+        self._part: Path | None = None  # the part file written now
+        # Prepared and not yet committed: checkpoint id -> (part file, base, bytes).
+        self._pending: dict[int, tuple[Path, int, int]] = {}
+
+    def initialize_state(self, state: Any | None) -> None:
+        self._transactional = True
+        self._restored = state
+        self._pending = {}
+
+    def _part_path(self, seq: int) -> Path:
+        return self.path.with_name(f".{self.path.name}.part-{seq:06d}")
+
+    def _stale_parts(self) -> list[Path]:
+        prefix = f".{self.path.name}.part-"
+        folder = self.path.parent
+        try:
+            return [folder / n for n in os.listdir(folder) if n.startswith(prefix)]
+        except FileNotFoundError:
+            return []
 
     def _open_stream(self) -> IO[str]:
-        return open(self.path, "w", encoding="utf-8", newline="", buffering=_BUFFER)
+        if not self._transactional:
+            return open(self.path, "w", encoding="utf-8", newline="", buffering=_BUFFER)
+        self._recover()
+        return self._next_part()
+
+    def _next_part(self) -> IO[str]:
+        self._part_seq += 1
+        self._part = self._part_path(self._part_seq)
+        return open(self._part, "w", encoding="utf-8", newline="", buffering=_BUFFER)
+
+    def _recover(self) -> None:
+        """Put the output back to what the restored checkpoint committed (blocking)."""
+        state, path = self._restored, self.path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if state is None:
+            committed = 0
+            with open(path, "wb"):
+                pass  # a fresh start: an empty output
+        else:
+            base, committed = int(state["base"]), int(state["length"])
+            part = path.with_name(state["part"])
+            if size < committed:
+                # The commit was cut short: redo it from the part file, kept until it ends.
+                part_size = part.stat().st_size if part.exists() else -1
+                if part_size != committed - base:
+                    msg = (
+                        f"{self.name}: cannot restore the output of the checkpoint: the file "
+                        f"has {size} bytes, the checkpoint committed {committed}, and its part "
+                        f"file {str(part)!r} is {'missing' if part_size < 0 else 'incomplete'}"
+                    )
+                    raise ConfigError(msg)
+                with open(path, "r+b") as out, open(part, "rb") as src:
+                    out.truncate(base)
+                    out.seek(base)
+                    _copy(src, out)
+            with open(path, "r+b") as out:
+                out.truncate(committed)  # drops output no checkpoint committed
+                os.fsync(out.fileno())
+            self._part_seq = int(state["seq"])
+            self._format.restore(state["format"])
+        for stale in self._stale_parts():
+            stale.unlink(missing_ok=True)
+        self._committed = committed
+
+    async def pre_commit(self, checkpoint_id: int) -> Any:
+        if not self._transactional:
+            return None
+        stream, part = self._stream, self._part
+        if stream is None or part is None:
+            msg = f"{self.name}: pre_commit() before open() or after close()"
+            raise ClosedError(msg)
+        stream.flush()
+        fd = stream.fileno()
+        size = os.fstat(fd).st_size
+        await asyncio.to_thread(os.fsync, fd)
+        stream.close()
+        self._stream = self._next_part()
+        base = self._committed + sum(n for _, _, n in self._pending.values())
+        self._pending[checkpoint_id] = (part, base, size)
+        return {
+            "base": base,
+            "length": base + size,
+            "part": part.name,
+            "seq": self._part_seq,
+            "format": self._format.state(),
+        }
+
+    async def commit(self, checkpoint_id: int) -> None:
+        pending = self._pending.pop(checkpoint_id, None)
+        if pending is None:
+            return
+        await asyncio.to_thread(self._append, *pending)
+
+    def _append(self, part: Path, base: int, size: int) -> None:
+        if size:
+            with open(self.path, "r+b") as out, open(part, "rb") as src:
+                out.truncate(base)
+                out.seek(base)
+                _copy(src, out, crash=True)
+                os.fsync(out.fileno())
+        part.unlink(missing_ok=True)
+        self._committed = base + size
 
     async def close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
+        part, self._part = self._part, None
+        if part is not None and self._transactional:
+            with contextlib.suppress(OSError):
+                if part.stat().st_size == 0:
+                    part.unlink()  # nothing uncommitted: leave no empty part behind
 
     def __repr__(self) -> str:
         return f"<FileSink {self.name!r} written {self.written}>"
+
+
+def _copy(src: IO[bytes], out: IO[bytes], *, crash: bool = False) -> None:
+    """Copy ``src`` to ``out`` from their positions, in large blocks."""
+    first = True
+    while block := src.read(_BUFFER):
+        out.write(block)
+        if crash and first:
+            out.flush()
+            crash_point("commit")
+            first = False
 
 
 @final

@@ -61,6 +61,15 @@ class Source(ABC):
     # True: read() returns the runtime's own records, which carry their line.
     _yields_sourced: ClassVar[bool] = False
 
+    @property
+    def replayable(self) -> bool:
+        """Whether ``open(start_offset=...)`` reads again from a saved position.
+
+        Checkpointing needs it. True by default: a custom source that overrides it to
+        False (or cannot honour ``start_offset``) cannot be checkpointed.
+        """
+        return True
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.offset = 0
@@ -138,6 +147,10 @@ class _LineSource(Source):
 
     async def _prepare(self, start_offset: int, start_line: int) -> None:
         self._seek(start_offset, start_line)
+
+    @property
+    def replayable(self) -> bool:
+        return not isinstance(self._input, StdinInput)
 
     def _seek(self, offset: int, line: int) -> None:
         if offset:

@@ -190,6 +190,14 @@ class _WatermarkStep(Step):
         """The last watermark emitted, or ``None``."""
         return self._emitted
 
+    def snapshot(self) -> Any:
+        # Idleness is not saved: a resumed stream is active until its timer says otherwise.
+        return {"max": self._max, "emitted": self._emitted}
+
+    def restore(self, state: Any) -> None:
+        self._max = state["max"]
+        self._emitted = state["emitted"]
+
     def start(self, wake: Callable[[], None]) -> None:
         self._loop = loop = asyncio.get_running_loop()
         self._wake = wake

@@ -59,19 +59,25 @@ def test_bad_job_file_exits_2(data_dir: Path, capsys: pytest.CaptureFixture[str]
     assert "nope.toml: cannot read job file" in capsys.readouterr().err
 
 
-def test_unavailable_lookup_type_exits_2_when_run(
-    data_dir: Path, capsys: pytest.CaptureFixture[str]
+def test_a_lookup_without_its_driver_exits_2_when_run(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lookup = '[[lookup]]\ntype = "postgres"\ndsn = "postgresql://db/app"\n'
+    from asyncwait.jobfile import _build
+
+    monkeypatch.setitem(_build._DRIVERS, "postgres", "no_such_driver_module")
+    lookup = '[[lookup]]\ntype = "postgres"\ndsn = "postgresql://u:secret@db/app"\n'
     lookup += 'table = "dim_user"\nkey = "user_id"\non = "userID"\n'
     job = write_job(data_dir, JOB.replace(LOOKUP, lookup))
     assert main(["validate", str(job)]) == 0
     out = capsys.readouterr().out
-    assert "note: lookup[0].type: lookup type 'postgres' needs asyncwait[postgres]" in out
+    needs = "lookup[0].type: lookup type 'postgres' needs its driver no_such_driver_module"
+    assert f"note: {needs}" in out
+    assert "pip install 'asyncwait[postgres]'" in out
     assert main(["run", str(job)]) == 2
     err = capsys.readouterr().err
-    assert "lookup[0].type: lookup type 'postgres' needs asyncwait[postgres]" in err
+    assert needs in err
     assert "Traceback" not in err
+    assert "secret" not in out + err
 
 
 def test_validate_describes_the_pipeline(
@@ -145,19 +151,29 @@ def test_failed_job_exits_1_without_traceback(
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_checkpoint_settings_fail_cleanly(
-    data_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Checkpointing comes in a later release: the table validates, running says so (exit 1).
-    job = write_job(data_dir, JOB + "\n[checkpoint]\ninterval = 5.0\n")
+def test_checkpoint_settings_are_used(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = write_job(data_dir, JOB + '\n[checkpoint]\ninterval = 5.0\ndir = "cp"\n')
     assert main(["validate", str(job)]) == 0
     assert "checkpoint every 5 s into" in capsys.readouterr().out
-    assert main(["run", "--quiet", str(job)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: job 'enrich' failed: not available in this release: ")
-    assert f"(remove [checkpoint] from {job} to run without checkpoints)" in err
-    assert "Traceback" not in err
-    assert not (data_dir / "out.jsonl").exists()  # nothing ran
+    summary_path = data_dir / "summary.json"
+    assert main(["run", "--quiet", "--json-summary", str(summary_path), str(job)]) == 0
+    first = (data_dir / "out.jsonl").read_text()
+    checkpoints = json.loads(summary_path.read_text())["checkpoints"]
+    assert checkpoints == {
+        "dir": str(data_dir / "cp"),
+        "restored_from": None,
+        "completed": 1,
+        "last": 1,
+    }
+    # The last run finished: running again starts over and writes the same output.
+    assert main(["run", "--quiet", "--json-summary", str(summary_path), str(job)]) == 0
+    assert (data_dir / "out.jsonl").read_text() == first
+    assert json.loads(summary_path.read_text())["checkpoints"]["last"] == 2
+    assert main(["run", "--quiet", "--fresh", str(job)]) == 0
+    assert sorted(p.name for p in (data_dir / "cp" / "enrich").iterdir()) == [
+        "MANIFEST.json",
+        "chk-000001.ckpt",  # --fresh deleted the earlier ones
+    ]
 
 
 def test_demo_subprocess_summary_adds_up(tmp_path: Path) -> None:

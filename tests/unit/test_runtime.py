@@ -367,12 +367,18 @@ def test_options_are_validated() -> None:
         StreamEnvironment(errors_path=3)  # type: ignore[arg-type]
 
 
-async def test_checkpointing_is_not_silently_ignored(tmp_path: Path) -> None:
-    env = StreamEnvironment(5.0, tmp_path)
+async def test_checkpoint_options_turn_checkpointing_on(tmp_path: Path) -> None:
+    env = StreamEnvironment(5.0, tmp_path, name="one")
     assert (env.checkpoint_interval, env.checkpoint_dir) == (5.0, tmp_path)
     env.from_collection([1]).sink_to(sinks.collect())
-    with pytest.raises(NotImplementedError, match="checkpointing is not available"):
-        await env.execute_async()
+    result = await env.execute_async()
+    assert (result.checkpoints, result.last_checkpoint) == (1, 1)  # the final one
+    assert (tmp_path / "one" / "chk-000001.ckpt").is_file()
+    assert StreamEnvironment(5.0).checkpoint_dir == Path(".asyncwait/checkpoints")
+    with pytest.raises(ConfigError, match="checkpoints_kept"):
+        StreamEnvironment(checkpoints_kept=0)
+    with pytest.raises(ConfigError, match="fresh"):
+        StreamEnvironment(fresh="yes")  # type: ignore[arg-type]
 
 
 async def test_a_job_needs_a_stream_and_every_stream_a_sink() -> None:
