@@ -441,7 +441,8 @@ def _stop_on_signals(env: StreamEnvironment) -> list[int]:
     def on_signal(signum: int) -> None:
         received.append(signum)
         if len(received) > 1:
-            print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr)
+            name = signal.Signals(signum).name
+            print(f"\n{name}: a second signal, exiting now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
         how = "taking a checkpoint, then " if env.checkpoint_dir is not None else ""
         print(

@@ -12,7 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Pages whose every ```python block is a complete program.
-RUNNABLE_PAGES = ["docs/concepts.md", "docs/dataflow.md", "docs/lookup-join.md"]
+RUNNABLE_PAGES = [
+    "docs/concepts.md",
+    "docs/dataflow.md",
+    "docs/lookup-join.md",
+    "docs/fault-tolerance.md",
+]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
