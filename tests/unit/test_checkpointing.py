@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import random
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -306,3 +307,83 @@ async def test_stop_under_backpressure_saves_what_waits_in_the_channels(tmp_path
     assert resumed.restored_from == stopped.last_checkpoint
     assert (tmp_path / "out.jsonl").read_text() == expected(n)
     assert resumed.events_out == n - FAST
+
+
+def shaped_job(
+    tmp_path: Path, mode: str, seed: int, *, capacity: int, source: str = "jsonl"
+) -> StreamEnvironment:
+    """source -> watermarks -> map -> async (mode) -> filter -> async (ordered) -> sink."""
+    rng = random.Random(seed)
+
+    async def jitter(value: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(rng.randrange(4)):  # completion order varies; no wall time passes
+            await asyncio.sleep(0)
+        return {**value, "a": int(value["i"]) * 3}
+
+    async def second(value: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(rng.randrange(3)):
+            await asyncio.sleep(0)
+        return {"i": int(value["i"]), "k": value["k"], "a": value["a"], "b": value["a"] + 1}
+
+    env = StreamEnvironment(0.002, tmp_path / "cp", name=f"shape-{mode}", buffer_size=32)
+    src = (
+        sources.csv(tmp_path / "in.csv")
+        if source == "csv"
+        else sources.jsonl(tmp_path / "in.jsonl")
+    )
+    stream = env.from_source(src).assign_timestamps_and_watermarks(
+        WatermarkStrategy.for_bounded_out_of_orderness(5, timestamp=lambda v: int(v["i"]))
+    )
+    stream = stream.map(lambda v: {"i": int(v["i"]), "k": int(v["i"]) % 7})
+    if mode == "ordered":
+        stream = stream.ordered_wait(jitter, capacity=capacity)
+    elif mode == "unordered":
+        stream = stream.unordered_wait(jitter, capacity=capacity)
+    else:
+        stream = stream.key_ordered_wait(jitter, key=lambda v: v["k"], capacity=capacity)
+    (
+        stream.filter(lambda v: v["i"] % 5 != 0)
+        .ordered_wait(second, capacity=max(1, capacity // 2))
+        .sink_to(sinks.jsonl(tmp_path / "out.jsonl"))
+    )
+    return env
+
+
+@pytest.mark.parametrize("mode", ["ordered", "unordered", "key_ordered"])
+@pytest.mark.parametrize("source", ["jsonl", "csv"])
+async def test_stops_at_random_moments_change_nothing(
+    tmp_path: Path, mode: str, source: str
+) -> None:
+    n = 3000
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    if source == "csv":
+        (tmp_path / "in.csv").write_text("i\n" + "".join(f"{i}\n" for i in range(n)))
+    else:
+        write_input(tmp_path / "in.jsonl", n)
+    want = [{"i": i, "k": i % 7, "a": 3 * i, "b": 3 * i + 1} for i in range(n) if i % 5 != 0]
+    stops = 0
+    for attempt in range(4):
+        env = shaped_job(
+            tmp_path, mode, seed + attempt, capacity=rng.choice([1, 5, 40]), source=source
+        )
+        run = asyncio.ensure_future(env.execute_async())
+        target = rng.randrange(n)
+        await until(lambda: run.done() or env.progress().events_in >= target, "progress")
+        env.stop()
+        result = await asyncio.wait_for(run, 30)
+        stops += result.stopped
+        if not result.stopped:
+            break
+    final = await shaped_job(tmp_path, mode, seed, capacity=3, source=source).execute_async()
+    assert not final.stopped
+    got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    if mode == "ordered":
+        assert got == want, f"seed {seed}"
+    else:
+        assert sorted(got, key=lambda v: v["i"]) == want, f"seed {seed}"
+        if mode == "key_ordered":
+            for k in range(7):
+                mine = [v["i"] for v in got if v["k"] == k]
+                assert mine == sorted(mine), f"seed {seed}: key {k} out of order"
+    assert stops >= 1, f"seed {seed}: no run was stopped mid-way"

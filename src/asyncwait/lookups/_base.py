@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from ..errors import ConfigError
 
-__all__ = ("LookupTable", "Row", "check_identifiers", "quote_identifier")
+__all__ = ("LookupTable", "Row", "TableState", "check_identifiers", "quote_identifier")
 
 Row: TypeAlias = dict[str, Any]
 """One row of a lookup table: column name -> value."""
+
+
+class TableState(enum.Enum):
+    """Where a connector's table is in its life (shared by the connectors)."""
+
+    NEW = "new"  # constructed; open() not called yet
+    OPEN = "open"  # connected, configuration checked against the real system
+    CLOSED = "closed"  # close() called; open() may connect again
 
 
 class LookupTable(Protocol):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import enum
 import json
 import os
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import AsyncWaitError, BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row
+from ._base import Row, TableState
 
 if TYPE_CHECKING:
     import aiohttp
@@ -97,10 +96,7 @@ class HttpStatusError(AsyncWaitError):
         return isinstance(exc, ConnectionError | TimeoutError)
 
 
-class _State(enum.Enum):
-    NEW = "new"  # constructed; open() not called yet
-    OPEN = "open"  # session created, service reachable
-    CLOSED = "closed"  # close() called; open() may connect again
+_State = TableState
 
 
 @final

@@ -19,7 +19,6 @@ the built-in :class:`ConnectionError` / :class:`TimeoutError`, naming the lookup
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row
+from ._base import Row, TableState
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -65,10 +64,7 @@ return cjson.encode(out)
 """
 
 
-class _State(enum.Enum):
-    NEW = "new"  # constructed; open() not called yet
-    OPEN = "open"  # connected and pinged
-    CLOSED = "closed"  # close() called; open() may connect again
+_State = TableState
 
 
 @final

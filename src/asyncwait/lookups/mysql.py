@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
-import enum
 import os
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
@@ -33,7 +32,7 @@ from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, check_identifiers
+from ._base import Row, TableState, check_identifiers
 
 __all__ = ("MysqlStatistics", "MysqlTable", "mysql")
 
@@ -65,10 +64,7 @@ _TEMPORAL: Final = frozenset({"date", "datetime", "timestamp", "time"})
 _CLIENT_ERRORS: Final = range(2000, 3000)
 
 
-class _State(enum.Enum):
-    NEW = "new"  # constructed; open() not called yet
-    OPEN = "open"  # connected, schema checked
-    CLOSED = "closed"  # close() called; open() may connect again
+_State = TableState
 
 
 @final

@@ -17,7 +17,6 @@ error message or in ``repr``.
 from __future__ import annotations
 
 import asyncio
-import enum
 import getpass
 import os
 from collections.abc import AsyncIterator, Hashable, Sequence
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, check_identifiers, quote_identifier
+from ._base import Row, TableState, check_identifiers, quote_identifier
 
 if TYPE_CHECKING:
     import asyncpg
@@ -50,10 +49,7 @@ _CLOSE_GRACE = 10.0
 _RELKINDS = "'r', 'v', 'm', 'p', 'f'"
 
 
-class _State(enum.Enum):
-    NEW = "new"  # constructed; open() not called yet
-    OPEN = "open"  # pool created, schema checked
-    CLOSED = "closed"  # close() called; open() may connect again
+_State = TableState
 
 
 @final

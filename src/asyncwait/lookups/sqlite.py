@@ -13,7 +13,6 @@ the thread and back, and more threads only contend for the GIL.
 
 from __future__ import annotations
 
-import enum
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Hashable, Sequence
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, check_identifiers, quote_identifier
+from ._base import Row, TableState, check_identifiers, quote_identifier
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -38,10 +37,7 @@ _SCAN_BATCH = 1024
 _ITER_CHUNK = 1024
 
 
-class _State(enum.Enum):
-    NEW = "new"  # constructed; open() not called yet
-    OPEN = "open"  # connected, schema checked
-    CLOSED = "closed"  # close() called; open() may connect again
+_State = TableState
 
 
 @final

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import sys
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypeVar, final
 
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, check_identifiers
+from ._base import Row, TableState, check_identifiers
 
 __all__ = ("ThreadedStatistics", "ThreadedTable", "threaded")
 
@@ -43,10 +42,7 @@ _MYSQL_DRIVERS: Final = frozenset({"pymysql", "MySQLdb", "mysql", "mariadb", "ai
 _MARK = "\x00"
 
 
-class _State(enum.Enum):
-    NEW = "new"  # constructed; open() not called yet
-    OPEN = "open"  # connected, schema checked
-    CLOSED = "closed"  # close() called; open() may connect again
+_State = TableState
 
 
 @final
