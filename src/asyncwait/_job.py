@@ -593,6 +593,8 @@ class Job:
         if self.stopped or not self.running:
             return
         self.stopped = True
+        if not self._tasks:
+            return  # still opening: run() stops as soon as everything is open
         if self.coordinator is None:
             self._cancel_stages()
             return
@@ -669,6 +671,10 @@ class Job:
         outer: BaseException | None = None
         try:
             await self._start(loop)
+            if self.stopped and self._stop_task is None:
+                # Stopped while opening: nothing has been processed, nothing to save (a
+                # checkpoint restored from stays the latest).
+                self._cancel_stages()
             if self._tasks:
                 await asyncio.wait(self._tasks)
             stop_task = self._stop_task

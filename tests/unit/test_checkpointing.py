@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from asyncwait import AsyncWaitError, ConfigError, StreamEnvironment, sinks, sources
+from asyncwait import AsyncFunction, AsyncWaitError, ConfigError, StreamEnvironment, sinks, sources
 from asyncwait._steps import Step
 from asyncwait.runtime import JobResult
 from asyncwait.watermarks import WatermarkStrategy, _WatermarkStep
@@ -368,8 +368,12 @@ async def test_stops_at_random_moments_change_nothing(
             tmp_path, mode, seed + attempt, capacity=rng.choice([1, 5, 40]), source=source
         )
         run = asyncio.ensure_future(env.execute_async())
-        target = rng.randrange(n)
-        await until(lambda: run.done() or env.progress().events_in >= target, "progress")
+        target = rng.randrange(1, n)
+
+        def moved(run: asyncio.Future[JobResult] = run, env: StreamEnvironment = env) -> bool:
+            return run.done() or env.progress().events_in >= target  # noqa: B023 - awaited here
+
+        await until(moved, "progress")
         env.stop()
         result = await asyncio.wait_for(run, 30)
         stops += result.stopped
@@ -387,3 +391,32 @@ async def test_stops_at_random_moments_change_nothing(
                 mine = [v["i"] for v in got if v["k"] == k]
                 assert mine == sorted(mine), f"seed {seed}: key {k} out of order"
     assert stops >= 1, f"seed {seed}: no run was stopped mid-way"
+
+
+async def test_a_stop_while_the_job_opens_stops_it_before_anything_runs(tmp_path: Path) -> None:
+    write_input(tmp_path / "in.jsonl", 10)
+    opened = asyncio.Event()
+    go_on = asyncio.Event()
+
+    class SlowOpen(AsyncFunction[Any, Any]):
+        async def open(self, context: Any) -> None:
+            opened.set()
+            await go_on.wait()  # e.g. a slow database connection
+
+        async def async_invoke(self, value: Any) -> list[Any]:
+            return [value]
+
+    env = StreamEnvironment(None, tmp_path / "cp", name="slow-open")
+    (
+        env.from_source(sources.jsonl(tmp_path / "in.jsonl"))
+        .ordered_wait(SlowOpen())
+        .sink_to(sinks.jsonl(tmp_path / "out.jsonl"))
+    )
+    run = asyncio.ensure_future(env.execute_async())
+    await opened.wait()
+    env.stop()
+    go_on.set()
+    result = await asyncio.wait_for(run, 30)
+    assert result.stopped
+    assert result.events_out == 0
+    assert (tmp_path / "out.jsonl").read_text() == ""
