@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import core, kv, lookups, mysql, runtime, sql
+from . import checkpoints, core, kv, lookups, mysql, runtime, sql
 from ._util import CpuSample, Options, SuiteResult, machine_info
 
 Suite = Callable[[Options], SuiteResult]
@@ -27,6 +27,7 @@ SUITES: dict[str, Suite] = {
     "sql": sql.run,  # PostgreSQL lookups: batched vs per-key vs blocking drivers, ~1 minute
     "kv": kv.run,  # Redis (batched vs per-key vs sync redis-py) and HTTP lookups
     "mysql": mysql.run,  # MariaDB lookups: batched vs per-key vs sync PyMySQL, ~1 minute
+    "checkpoints": checkpoints.run,  # checkpoint overhead on the demo job, recovery time
 }
 
 

@@ -156,3 +156,38 @@ def test_lookups_suite_quick_reports_every_row(tmp_path: Path) -> None:
     assert all("vs_sync" in row["values"] for row in rows[1:])
     _check_values(rows)
     assert "LookupJoin" in done.stdout
+
+
+def test_checkpoints_suite_quick_reports_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = _run_quick("checkpoints", out)
+
+    rows = json.loads(out.read_text(encoding="utf-8"))["suites"]["checkpoints"]["rows"]
+    found = [(row["section"], row["case"], row["impl"]) for row in rows]
+    expected = [
+        ("checkpoint overhead", job, variant)
+        for job in ("UNORDERED (demo)", "ORDERED")
+        for variant in ("off", "every 1 s")
+    ]
+    expected += [
+        ("recovery", mode, kind)
+        for mode in ("ORDERED", "UNORDERED")
+        for kind in ("in-process", "fresh interpreter")
+    ]
+    assert sorted(found) == sorted(expected)  # every row, exactly once
+    _check_values(rows)
+    by_key = {(row["section"], row["case"], row["impl"]): row for row in rows}
+    with_checkpoints = by_key["checkpoint overhead", "ORDERED", "every 1 s"]
+    assert with_checkpoints["n"] == 20_000
+    assert with_checkpoints["values"]["checkpoints"] >= 1  # at least the final one
+    for name in ("ratio", "overhead_pct", "byte_identical", "same_records"):
+        assert name in with_checkpoints["values"]
+    for mode in ("ORDERED", "UNORDERED"):
+        fresh = by_key["recovery", mode, "fresh interpreter"]["values"]
+        assert fresh["saved_records"] >= 1_000  # the checkpoint holds what was in flight
+        assert "startup_s" in fresh
+        assert "first_output_s" in by_key["recovery", mode, "in-process"]["values"]
+
+    for title in ("1. checkpointing every 1 s", "2. recovery from a checkpoint"):
+        assert title in done.stdout
+    assert "done in" in done.stdout
