@@ -24,7 +24,7 @@ from ._channel import Barrier, Channel, SourcedRecord, plain
 from ._checkpointing import Coordinator
 from ._checkpoints import Checkpoint, CheckpointConfig, CheckpointStore
 from ._rejects import ErrorLog, Reject, describe
-from ._steps import FilterStep, FlatMapStep, Guarded, MapStep, Rejected, Step, guard_retry
+from ._steps import FilterStep, FlatMapStep, MapStep, Rejected, Step
 from ._stream import AsyncSpec, Pipeline, StepSpec
 from .elements import Record, StreamElement, Watermark
 from .errors import AsyncFunctionError, BadInputError, ConfigError
@@ -159,6 +159,12 @@ def _as_sourced(source: Source, batch: list[StreamElement]) -> list[StreamElemen
     return out
 
 
+def _rejection(element: StreamElement, error: BadInputError) -> tuple[Any, ...]:
+    """The outputs of an element whose async function said its input was bad."""
+    assert isinstance(element, Record)  # only records are called
+    return (Rejected(element.value, error, _line(element)),)
+
+
 @final
 class _OperatorStage(_Stage):
     def __init__(
@@ -175,8 +181,8 @@ class _OperatorStage(_Stage):
         self.steps = steps
         self.inp = inp
         self.out = out
-        self.guard = Guarded(spec.function, track_lines=sourced)
-        self.op: AsyncWaitOperator[Any, Any] = spec.operator(self.guard, guard_retry(spec.retry))
+        self.op: AsyncWaitOperator[Any, Any] = spec.operator(spec.function)
+        self.op._reject_bad_input = _rejection
         # KEY_ORDERED: a key that is bad input must not reach the operator (it would fail).
         self.precheck = spec.key if spec.mode is OutputMode.KEY_ORDERED else None
         self.reject = job.rejecter(pipeline, spec.name)
@@ -323,7 +329,6 @@ class _OperatorStage(_Stage):
     async def _feed(self, batch: list[StreamElement]) -> None:
         op = self.op
         process_element, process_watermark = op.process_element, op.process_watermark
-        lines = self.guard.lines if self.guard.track_lines else None
         precheck = self.precheck
         elements: list[Any] = batch
         for element in elements:
@@ -336,8 +341,6 @@ class _OperatorStage(_Stage):
                 except BadInputError as exc:
                     self.reject(exc, element)
                     continue
-            if lines is not None:
-                lines[id(element.value)] = element.line
             await process_element(element)
 
 

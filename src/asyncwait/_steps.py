@@ -1,4 +1,4 @@
-"""Chained steps (map, filter, flat_map) and the wrapper that keeps bad input out of operators.
+"""Chained steps (map, filter, flat_map), and the marker of an async function's bad input.
 
 Consecutive stateless steps run chained in one stage, like Flink's operator chaining: a
 step turns a whole batch into the next batch in one synchronous pass, watermarks passing
@@ -14,16 +14,13 @@ can name the source line; steps there keep the line on the records they make.
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, final
 
 from ._channel import SourcedRecord
 from .elements import Record, StreamElement, Watermark
 from .errors import AsyncFunctionError, BadInputError, _short_repr
-from .function import AsyncFunction, RuntimeContext, _adapt
-from .retry import RetryStrategy
 
 
 class StepReject(Protocol):
@@ -177,76 +174,3 @@ class Rejected:
         self.value = value
         self.error = error
         self.line = line
-
-
-def guard_retry(retry: RetryStrategy) -> RetryStrategy:
-    """``retry``, with a result predicate that never sees (so never retries) a rejection."""
-    predicate = retry.on_result
-    if predicate is None or not dataclasses.is_dataclass(retry):
-        return retry  # a user's own strategy class: its predicate sees Rejected outputs
-
-    def on_result(outputs: Sequence[Any]) -> bool:
-        if len(outputs) == 1 and type(outputs[0]) is Rejected:
-            return False
-        return predicate(outputs)
-
-    return dataclasses.replace(retry, on_result=on_result)
-
-
-@final
-class Guarded(AsyncFunction[Any, Any]):
-    """Runs a user function for the runtime's operator, turning bad input into an output.
-
-    A :class:`~asyncwait.BadInputError` from the function becomes one :class:`Rejected`
-    output, emitted in the element's place, so the operator neither retries nor fails for
-    it; the stage after the operator routes it to the errors file. Everything else (open,
-    close, the timeout hook, other exceptions) passes through unchanged.
-
-    ``lines`` maps ``id(value)`` to the source line of values in flight (first operator
-    after a source only): an entry is set on admission and removed when the value's outcome
-    is known, so a rejection can name its line.
-    """
-
-    def __init__(self, function: Any, *, track_lines: bool) -> None:
-        adapted = _adapt(function)
-        self._invoke = adapted.invoke
-        self._on_timeout = adapted.on_timeout
-        self._open = adapted.open
-        self._close = adapted.close
-        self._single = adapted.single
-        self._label = adapted.label
-        self.track_lines = track_lines
-        self.lines: dict[int, int | None] = {}
-
-    async def open(self, context: RuntimeContext) -> None:
-        await self._open(context)
-
-    async def close(self) -> None:
-        await self._close()
-
-    async def async_invoke(self, value: Any) -> tuple[Any, ...]:
-        try:
-            result = await self._invoke(value)
-        except BadInputError as exc:
-            return (Rejected(value, exc, self.lines.pop(id(value), None)),)
-        # An exception above keeps the line: the element may be retried, or fail the job.
-        if self.lines:
-            self.lines.pop(id(value), None)
-        if self._single:
-            return (result,)
-        try:
-            return tuple(result)
-        except TypeError as exc:
-            msg = (
-                f"{self._label}.async_invoke() returned {_short_repr(result)} for "
-                f"{_short_repr(value)}; it must return an iterable of outputs (e.g. a list)"
-            )
-            raise TypeError(msg) from exc
-
-    def timeout(self, value: Any) -> Any:
-        if self.lines:
-            self.lines.pop(id(value), None)
-        return self._on_timeout(value)
-
-    def __repr__(self) -> str:
-        return f"<Guarded {self._label}>"

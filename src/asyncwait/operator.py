@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
 from .elements import Record, StreamElement, Watermark
-from .errors import AsyncFunctionError, AsyncTimeoutError, AsyncWaitError, ClosedError, _short_repr
+from .errors import (
+    AsyncFunctionError,
+    AsyncTimeoutError,
+    AsyncWaitError,
+    BadInputError,
+    ClosedError,
+    _short_repr,
+)
 from .function import RuntimeContext, _adapt
 from .metrics import Metrics
 from .queues import (
@@ -208,6 +215,12 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._space: asyncio.Future[None] | None = None  # resolved when a slot frees
         self._idle: asyncio.Future[None] | None = None  # resolved when nothing is held
         self._blocked: StreamElement | None = None  # an input waiting for admission
+        # Set by the dataflow runtime: turns a BadInputError of the function into the
+        # element's outputs (a marker routed to the errors file), instead of a retry or a
+        # failure. Only on the exception path, so the hot path pays nothing for it.
+        self._reject_bad_input: Callable[[StreamElement, BadInputError], tuple[Any, ...]] | None = (
+            None
+        )
         # True while an emission runs; an awaitable `emit` keeps it True until the emitter
         # task has caught up, so emission stays strictly sequential.
         self._emitting = False
@@ -649,6 +662,10 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._settle(entry, _DONE, outputs)
 
     def _on_exception(self, entry: QueueEntry, exc: Exception) -> None:
+        reject = self._reject_bad_input
+        if reject is not None and isinstance(exc, BadInputError):
+            self._settle(entry, _DONE, reject(entry.element(), exc))
+            return
         retry = self._retry
         on_exception = retry.on_exception
         if on_exception is not None and entry.attempt <= retry.max_retries:
