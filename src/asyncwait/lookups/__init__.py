@@ -12,53 +12,27 @@ and the network connectors (postgres, mysql, redis, http) import their driver on
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from ._base import LookupTable as LookupTable
 from ._base import Row as Row
+from ._http import HttpStatistics as HttpStatistics
+from ._http import HttpStatusError as HttpStatusError
+from ._http import HttpTable as HttpTable
+from ._http import http as http
+from ._redis import RedisStatistics as RedisStatistics
+from ._redis import RedisTable as RedisTable
+from ._redis import redis as redis
+from .mysql import MysqlStatistics as MysqlStatistics
+from .mysql import MysqlTable as MysqlTable
+from .mysql import mysql as mysql
+from .postgres import PostgresStatistics as PostgresStatistics
+from .postgres import PostgresTable as PostgresTable
+from .postgres import postgres as postgres
 from .sqlite import SqliteStatistics as SqliteStatistics
 from .sqlite import SqliteTable as SqliteTable
 from .sqlite import sqlite as sqlite
-
-if TYPE_CHECKING:
-    from ._http import HttpStatistics as HttpStatistics
-    from ._http import HttpStatusError as HttpStatusError
-    from ._http import HttpTable as HttpTable
-    from ._http import http as http
-    from ._redis import RedisStatistics as RedisStatistics
-    from ._redis import RedisTable as RedisTable
-    from ._redis import redis as redis
-    from .mysql import MysqlStatistics as MysqlStatistics
-    from .mysql import MysqlTable as MysqlTable
-    from .mysql import mysql as mysql
-    from .postgres import PostgresStatistics as PostgresStatistics
-    from .postgres import PostgresTable as PostgresTable
-    from .postgres import postgres as postgres
-    from .threaded import ThreadedStatistics as ThreadedStatistics
-    from .threaded import ThreadedTable as ThreadedTable
-    from .threaded import threaded as threaded
-
-# The network connectors load on first use: a job that only reads SQLite (the CLI's demo, a
-# restart after a crash) does not pay for their imports (ssl, http parsing, ...).
-_LAZY: dict[str, str] = {
-    **dict.fromkeys(("HttpStatistics", "HttpStatusError", "HttpTable", "http"), "._http"),
-    **dict.fromkeys(("RedisStatistics", "RedisTable", "redis"), "._redis"),
-    **dict.fromkeys(("MysqlStatistics", "MysqlTable", "mysql"), ".mysql"),
-    **dict.fromkeys(("PostgresStatistics", "PostgresTable", "postgres"), ".postgres"),
-    **dict.fromkeys(("ThreadedStatistics", "ThreadedTable", "threaded"), ".threaded"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
+from .threaded import ThreadedStatistics as ThreadedStatistics
+from .threaded import ThreadedTable as ThreadedTable
+from .threaded import threaded as threaded
 
 __all__ = (
     "HttpStatistics",
