@@ -154,8 +154,10 @@ class Coordinator:
             self.last_duration = asyncio.get_running_loop().time() - started
             return n
 
-    def ack(self, stage: int, state: Any) -> None:
-        """Stage ``stage`` saved ``state`` for the current checkpoint."""
+    def ack(self, n: int, stage: int, state: Any) -> None:
+        """Stage ``stage`` saved ``state`` for checkpoint ``n``."""
+        if n != self.requested:
+            return  # a barrier of a checkpoint abandoned when the job stopped
         acks = self._acks
         acks[stage] = state
         complete = self._complete
@@ -192,9 +194,7 @@ class Coordinator:
             if stage is stages[-1]:
                 self._spawn(self._ack_later(stage, n))
             else:
-                self.ack(stage.index, stage.final_state())
+                self.ack(n, stage.index, stage.final_state())
 
     async def _ack_later(self, stage: _Stage, n: int) -> None:
-        state = await stage.drained_state(n)
-        if n == self.requested:  # else a newer checkpoint started meanwhile
-            self.ack(stage.index, state)
+        self.ack(n, stage.index, await stage.drained_state(n))

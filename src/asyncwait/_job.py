@@ -129,7 +129,7 @@ class _SourceStage(_Stage):
         """Save the position after everything sent so far and send the barrier behind it."""
         n = self.injected = coordinator.requested
         source = self.pipeline.source
-        coordinator.ack(self.index, {"offset": source.offset, "line": source.line})
+        coordinator.ack(n, self.index, {"offset": source.offset, "line": source.line})
         self.out.push_barrier(Barrier(n))
 
     def final_state(self) -> Any:
@@ -276,7 +276,7 @@ class _OperatorStage(_Stage):
         waiting, barrier = taken
         coordinator = self.job.coordinator
         assert coordinator is not None  # only a checkpointing job sends barriers
-        coordinator.ack(self.index, self._snapshot(unfed, waiting))
+        coordinator.ack(barrier.id, self.index, self._snapshot(unfed, waiting))
         self.out.push_barrier(barrier)
 
     async def run(self) -> None:
@@ -301,7 +301,7 @@ class _OperatorStage(_Stage):
                     break
                 if type(got) is Barrier:
                     assert coordinator is not None  # only a checkpointing job sends barriers
-                    coordinator.ack(self.index, self._snapshot())
+                    coordinator.ack(got.id, self.index, self._snapshot())
                     out.push_barrier(got)
                     continue
                 batch = got
@@ -384,7 +384,7 @@ class _SinkStage(_Stage):
             while (batch := await inp.get()) is not None:
                 if type(batch) is Barrier:
                     assert coordinator is not None  # only a checkpointing job sends barriers
-                    coordinator.ack(self.index, await self._state(batch.id))
+                    coordinator.ack(batch.id, self.index, await self._state(batch.id))
                     continue
                 for step in steps:
                     batch = step.process(batch)
