@@ -130,6 +130,12 @@ def test_load_parses_every_field(data_dir: Path) -> None:
     assert spec.with_max_errors(3).errors == type(spec.errors)(data_dir / "errors.jsonl", 3)
 
 
+def test_checkpoints_need_a_replayable_source(tmp_path: Path) -> None:
+    text = '[source]\ntype = "stdin"\n[sink]\ntype = "stdout"\n[checkpoint]\ninterval = 1.0\n'
+    with pytest.raises(ConfigError, match=r"m\.toml: checkpoint: needs a source that can be read"):
+        parse(text, file=tmp_path / "m.toml")
+
+
 def test_minimal_file_takes_defaults(tmp_path: Path) -> None:
     spec = parse('[source]\ntype = "stdin"\n[sink]\ntype = "stdout"\n', file=tmp_path / "m.toml")
     assert spec == JobSpec(

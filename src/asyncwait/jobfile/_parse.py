@@ -215,13 +215,18 @@ def parse(text: str, *, file: str | Path = "job.toml") -> JobSpec:
     lookups = top.data.get("lookup", [])
     if not isinstance(lookups, list):
         top.fail("lookup", f"expected an array of tables ([[lookup]]), got {_kind(lookups)}")
+    source = _source(top)
+    checkpoint = _checkpoint(top)
+    if checkpoint is not None and source.type == "stdin":
+        # A checkpoint saves the source's position, and standard input cannot go back.
+        top.fail("checkpoint", "needs a source that can be read again; source.type is 'stdin'")
     return JobSpec(
         file=file,
         name=name,
-        source=_source(top),
+        source=source,
         lookups=tuple(_lookup(top, item, i) for i, item in enumerate(lookups)),
         sink=_sink(top),
-        checkpoint=_checkpoint(top),
+        checkpoint=checkpoint,
         errors=_errors(top),
     )
 
