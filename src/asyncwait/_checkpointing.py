@@ -43,19 +43,16 @@ class Coordinator:
         store: CheckpointStore,
         interval: float | None,
         topology: Any,
-        restored: Checkpoint | None,
         first_id: int,
     ) -> None:
         self.job = job
         self.store = store
         self.interval = interval
         self.topology = topology
-        self.restored = restored
         self.requested = 0  # the newest checkpoint whose barriers the sources must send
         self.next_id = first_id
         self.completed = 0  # checkpoints completed by this run
         self.last_id: int | None = None
-        self.last_duration: float | None = None
         self._acks: dict[int, Any] = {}
         self._complete: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
@@ -112,7 +109,6 @@ class Coordinator:
             OSError: the checkpoint cannot be written.
         """
         async with self._lock:
-            started = asyncio.get_running_loop().time()
             n = self.next_id
             self.next_id += 1
             self._acks = {}
@@ -151,7 +147,6 @@ class Coordinator:
             await asyncio.to_thread(self.store.retain)
             self.completed += 1
             self.last_id = n
-            self.last_duration = asyncio.get_running_loop().time() - started
             return n
 
     def ack(self, n: int, stage: int, state: Any) -> None:

@@ -585,7 +585,7 @@ class Job:
         if checkpoint is not None and checkpoint.finished:
             checkpoint = None  # that run completed: a new run starts from the beginning
         first_id = max([0, *store.ids()]) + 1
-        self.coordinator = Coordinator(self, store, config.interval, topology, checkpoint, first_id)
+        self.coordinator = Coordinator(self, store, config.interval, topology, first_id)
         if checkpoint is not None:
             # The job's counters stay this run's (the checkpoint keeps the earlier totals).
             self.restored_from = checkpoint.id
