@@ -377,10 +377,10 @@ class _FileSink(_TextSink):
         }
 
     async def commit(self, checkpoint_id: int) -> None:
-        pending = self._pending.pop(checkpoint_id, None)
-        if pending is None:
-            return
-        await asyncio.to_thread(self._append, *pending)
+        # Parts are appended in order: one prepared for an earlier checkpoint that never
+        # completed goes first (its bytes are counted in the bases of the later ones).
+        for ready in sorted(n for n in self._pending if n <= checkpoint_id):
+            await asyncio.to_thread(self._append, *self._pending.pop(ready))
 
     def _append(self, part: Path, base: int, size: int) -> None:
         if size:
