@@ -333,11 +333,12 @@ class _FileSink(_TextSink):
             if size < committed:
                 # The commit was cut short: redo it from the part file, kept until it ends.
                 part_size = part.stat().st_size if part.exists() else -1
-                if part_size != committed - base:
+                if part_size != committed - base or size < base:
                     msg = (
                         f"{self.name}: cannot restore the output of the checkpoint: the file "
                         f"has {size} bytes, the checkpoint committed {committed}, and its part "
-                        f"file {str(part)!r} is {'missing' if part_size < 0 else 'incomplete'}"
+                        f"file {str(part)!r} is {'missing' if part_size < 0 else 'incomplete'} "
+                        f"(or the output lost bytes before {base})"
                     )
                     raise ConfigError(msg)
                 with open(path, "r+b") as out, open(part, "rb") as src:
