@@ -93,6 +93,10 @@ class _Adapted:
     close: Callable[[], Awaitable[None]]
     single: bool  # True: the result is one output, not an iterable of outputs
     label: str
+    # A function's callback form of `invoke`, when it has one (see LookupJoin._invoke_nowait):
+    # submit(value, token, deliver) returns the outputs now, or a handle with cancel() and
+    # later calls deliver(token, handle, outputs, error).
+    submit: Callable[[Any, Any, Callable[..., None]], Any] | None = None
 
 
 def _adapt(function: object) -> _Adapted:
@@ -107,6 +111,7 @@ def _adapt(function: object) -> _Adapted:
             close=getattr(function, "close", _no_op),
             single=False,
             label=label,
+            submit=getattr(function, "_invoke_nowait", None),
         )
     if not callable(function):
         msg = (

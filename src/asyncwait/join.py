@@ -41,7 +41,7 @@ import operator
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Protocol, final
 
 from .cache import MISS, CacheSpec, CacheStatistics
 from .errors import BadInputError, ClosedError, ConfigError, _short_repr
@@ -104,6 +104,63 @@ class _Batch:
         # full or when ``timer`` (its max_batch_wait) fires.
         self.due = due
         self.timer: asyncio.TimerHandle | None = None
+
+
+class _Waiter(Protocol):
+    """What waits for a key's row: an ``asyncio.Future``, or a :class:`_Handoff`."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Row | None, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+_Deliver = Callable[[Any, "_Handoff", "list[Any] | None", "BaseException | None"], None]
+
+
+@final
+class _Handoff:
+    """A lookup of :meth:`LookupJoin._invoke_nowait`: passes its outcome to a callback."""
+
+    __slots__ = ("batch", "deliver", "finished", "join", "token", "value")
+
+    def __init__(self, join: LookupJoin, value: Any, token: Any, deliver: _Deliver) -> None:
+        self.join = join
+        self.value = value
+        self.token = token
+        self.deliver = deliver
+        self.finished = False
+        self.batch: _Batch | None = None
+
+    def done(self) -> bool:
+        return self.finished
+
+    def set_result(self, row: Row | None) -> None:
+        self.finished = True
+        join = self.join
+        join._waiting -= 1
+        try:
+            outputs = join._output(self.value, row)
+        except Exception as exc:
+            self.deliver(self.token, self, None, exc)
+            return
+        self.deliver(self.token, self, outputs, None)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self.finished = True
+        self.join._waiting -= 1
+        self.deliver(self.token, self, None, exception)
+
+    def cancel(self) -> None:
+        """Withdraw the lookup (its element timed out): no outcome will be delivered."""
+        if self.finished:
+            return
+        self.finished = True
+        join = self.join
+        join._waiting -= 1
+        if self.batch is not None:
+            join._abandon(self.batch)
 
 
 @final
@@ -270,7 +327,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
         # key -> (its batch, the futures of the lookups waiting for its answer). Invariant: a
         # key is here exactly from the moment it joins a batch until its outcome is handed
         # out (or nobody waits any more), and its batch holds it exactly once.
-        self._in_flight: dict[Hashable, tuple[_Batch, list[asyncio.Future[Row | None]]]] = {}
+        self._in_flight: dict[Hashable, tuple[_Batch, list[_Waiter]]] = {}
         # The batch still taking keys (the last of _batches), or None.
         self._collecting: _Batch | None = None
         self._batches: deque[_Batch] = deque()  # gathered, not sent yet, in order
@@ -340,6 +397,44 @@ class LookupJoin(AsyncFunction[Any, Any]):
     # ------------------------------------------------------------------ the join
 
     async def async_invoke(self, value: Any) -> list[Any]:
+        key = self._key_of(value)
+        cache = self._cache
+        if cache is not None:
+            row = cache.get(key)
+            if row is not MISS:
+                return self._output(value, row)
+        waiter: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        batch = self._enlist(key, waiter)
+        try:
+            row = await waiter
+        except asyncio.CancelledError:
+            self._abandon(batch)  # this element timed out or the operator is closing
+            raise
+        finally:
+            self._waiting -= 1
+        return self._output(value, row)
+
+    def _invoke_nowait(self, value: Any, token: Any, deliver: _Deliver) -> list[Any] | _Handoff:
+        """``async_invoke`` for the operator, without a coroutine, a future or a task switch.
+
+        Returns the outputs when they are known at once (a cache hit). Otherwise returns a
+        handle and later calls ``deliver(token, handle, outputs, None)``, or
+        ``deliver(token, handle, None, error)``, exactly once, unless ``handle.cancel()``
+        withdrew the lookup first. A batch of 100 lookups answered by one query then costs
+        100 plain calls instead of 100 task wake-ups. Raises what ``async_invoke`` raises
+        before its first await.
+        """
+        key = self._key_of(value)
+        cache = self._cache
+        if cache is not None:
+            row = cache.get(key)
+            if row is not MISS:
+                return self._output(value, row)
+        handoff = _Handoff(self, value, token, deliver)
+        handoff.batch = self._enlist(key, handoff)
+        return handoff
+
+    def _key_of(self, value: Any) -> Hashable:
         if self._state is not _State.OPEN:
             msg = f"{self._source} is not open (state {self._state.value})"
             raise ClosedError(msg)
@@ -355,16 +450,13 @@ class LookupJoin(AsyncFunction[Any, Any]):
         if key is None:
             msg = f"{self._source}: the join key of event {_short_repr(value)} is None"
             raise BadInputError(msg, source=self._source)
-        cache = self._cache
-        if cache is not None:
-            row = cache.get(key)
-            if row is not MISS:
-                return self._output(value, row)
-        return self._output(value, await self._lookup(key))
+        return key
 
-    async def _lookup(self, key: Hashable) -> Row | None:
-        """Return the table's row for ``key``, joining a query in flight or the next batch."""
-        waiter: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+    def _enlist(self, key: Hashable, waiter: _Waiter) -> _Batch:
+        """Make ``waiter`` wait for ``key``'s row: on a query in flight, or in a batch.
+
+        The caller decrements ``_waiting`` once the waiter is answered or withdrawn.
+        """
         pending = self._in_flight.get(key)
         if pending is not None:
             self._coalesced += 1
@@ -393,13 +485,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
         ):
             # Full, or every element the operator admits waits for us: no key can join.
             self._batch_due(batch)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            self._abandon(batch)  # this element timed out or the operator is closing
-            raise
-        finally:
-            self._waiting -= 1
+        return batch
 
     def _abandon(self, batch: _Batch) -> None:
         """Drop ``batch`` when no lookup waits for any of its keys any more.

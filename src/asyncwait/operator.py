@@ -543,6 +543,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         assert me is not None  # a worker always runs as a task
         ready = self._ready
         call = self._call
+        submit = self._fn.submit
         calls = 0
         self._waking -= 1
         try:
@@ -553,6 +554,9 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                     if entry.state is not _RUNNING or entry.task is not None:
                         continue  # timed out (or already taken) before its turn
                     attempt = entry.attempt
+                    if submit is not None:
+                        self._submit(submit, entry)
+                        continue
                     entry.task = me
                     try:
                         awaitable = call(entry.value)
@@ -628,6 +632,34 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 self._waking -= 1
         finally:
             self._worker_active = False
+
+    def _submit(
+        self, submit: Callable[[Any, Any, Callable[..., None]], Any], entry: QueueEntry
+    ) -> None:
+        """Start ``entry``'s call through the function's callback form (no task per call)."""
+        try:
+            outcome = submit(entry.value, entry, self._delivered)
+        except Exception as exc:
+            self._on_exception(entry, exc)
+            return
+        if type(outcome) is list:
+            self._on_result(entry, outcome)
+        else:
+            entry.task = outcome  # the pending call's handle: _revoke cancels it
+
+    def _delivered(
+        self, entry: QueueEntry, handle: Any, outputs: Any, exc: BaseException | None
+    ) -> None:
+        """The outcome of a call started by :meth:`_submit`."""
+        if entry.task is not handle or self._state is not _State.OPEN:
+            return  # revoked (timed out) or closed meanwhile
+        entry.task = None
+        if exc is None:
+            self._on_result(entry, outputs)
+        elif isinstance(exc, Exception):
+            self._on_exception(entry, exc)
+        else:
+            self._fail(entry, exc)
 
     def _revoke(self, entry: QueueEntry) -> None:
         """Stop ``entry``'s running call or pending retry; any late result is ignored."""
