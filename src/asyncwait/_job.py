@@ -328,7 +328,11 @@ class _OperatorStage(_Stage):
 
     async def _feed(self, batch: list[StreamElement]) -> None:
         op = self.op
-        process_element, process_watermark = op.process_element, op.process_watermark
+        offer, process_element, process_watermark = (
+            op._offer,
+            op.process_element,
+            op.process_watermark,
+        )
         precheck = self.precheck
         elements: list[Any] = batch
         for element in elements:
@@ -341,7 +345,8 @@ class _OperatorStage(_Stage):
                 except BadInputError as exc:
                     self.reject(exc, element)
                     continue
-            await process_element(element)
+            if not offer(element):
+                await process_element(element)  # full: wait for a slot
 
 
 @final

@@ -181,6 +181,7 @@ class LruCache:
         self._entries: OrderedDict[Hashable, tuple[Row | None, float]] = OrderedDict()
         self._clock: Callable[[], float] | None = None
         self._hits = self._misses = self._loads = self._evictions = self._expirations = 0
+        metrics._count_from(self._counters)  # cache_hits, cache_misses
 
     async def open(self) -> None:
         self._clock = asyncio.get_running_loop().time
@@ -200,17 +201,18 @@ class LruCache:
         entry = entries.get(key)
         if entry is not None:
             row, expires = entry
-            if expires == _NEVER or expires > self._now():
+            if expires == _NEVER or expires > (self._clock or self._now)():
                 entries.move_to_end(key)
                 self._hits += 1
-                self._metrics.inc("cache_hits")
                 return row
             del entries[key]
             self._expirations += 1
             self._metrics.set_gauge("cache_size", len(entries))
         self._misses += 1
-        self._metrics.inc("cache_misses")
         return MISS
+
+    def _counters(self) -> dict[str, int]:
+        return {"cache_hits": self._hits, "cache_misses": self._misses}
 
     def put(self, key: Hashable, row: Row | None) -> None:
         spec = self._spec
@@ -329,6 +331,7 @@ class FullCache:
         self._snapshot: dict[Hashable, Row] = {}  # replaced whole, never mutated
         self._task: asyncio.Task[None] | None = None  # the reloader, while open
         self._hits = self._misses = self._loads = self._load_errors = 0
+        metrics._count_from(self._counters)  # cache_hits, cache_misses
 
     async def open(self) -> None:
         await self.reload()
@@ -380,11 +383,12 @@ class FullCache:
         row = self._snapshot.get(key)
         if row is None:
             self._misses += 1
-            self._metrics.inc("cache_misses")
         else:
             self._hits += 1
-            self._metrics.inc("cache_hits")
         return row
+
+    def _counters(self) -> dict[str, int]:
+        return {"cache_hits": self._hits, "cache_misses": self._misses}
 
     def put(self, key: Hashable, row: Row | None) -> None:
         """Do nothing: the snapshot changes only by reloading."""

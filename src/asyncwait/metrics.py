@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import final
 
@@ -73,12 +74,14 @@ class Metrics:
     3
     """
 
-    __slots__ = ("_counters", "_gauges", "latency", "name")
+    __slots__ = ("_counters", "_gauges", "_sources", "latency", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._counters: dict[str, int] = {}
         self._gauges: dict[str, float] = {}
+        # Counters kept elsewhere and read only when asked (see _count_from).
+        self._sources: list[Callable[[], Mapping[str, int]]] = []
         self.latency = Histogram()
 
     def inc(self, counter: str, amount: int = 1) -> None:
@@ -87,7 +90,25 @@ class Metrics:
 
     def counter(self, counter: str) -> int:
         """Return the value of ``counter`` (0 when never incremented)."""
-        return self._counters.get(counter, 0)
+        value = self._counters.get(counter, 0)
+        for source in self._sources:
+            value += source().get(counter, 0)
+        return value
+
+    def _count_from(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Add the counters ``source()`` returns to this object's, whenever they are read.
+
+        For counters bumped on every element (a cache's hits): their owner keeps them in
+        attributes, and nothing is paid per element for the metrics.
+        """
+        self._sources.append(source)
+
+    def _all_counters(self) -> dict[str, int]:
+        counters = dict(self._counters)
+        for source in self._sources:
+            for name, value in source().items():
+                counters[name] = counters.get(name, 0) + value
+        return counters
 
     def set_gauge(self, gauge: str, value: float) -> None:
         """Set ``gauge`` to ``value``."""
@@ -96,11 +117,11 @@ class Metrics:
     def snapshot(self) -> MetricsSnapshot:
         """Return a copy of the current values."""
         return MetricsSnapshot(
-            dict(self._counters),
+            self._all_counters(),
             dict(self._gauges),
             self.latency.quantile(0.5),
             self.latency.quantile(0.99),
         )
 
     def __repr__(self) -> str:
-        return f"<Metrics {self.name!r} {self._counters}>"
+        return f"<Metrics {self.name!r} {self._all_counters()}>"

@@ -237,6 +237,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._idle_workers: list[asyncio.Future[None]] = []
         self._waking = 0
         self._worker_active = False  # a worker runs its synchronous span right now
+        self._submitting = False  # a call is being started through the callback form
         # Moving average of the share of calls that suspend (see _dispatch).
         self._suspend_rate = 0.0
         self._in_flight = 0
@@ -424,6 +425,21 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._admit(QueueEntry(None, value, key))
         return True
 
+    def _offer(self, record: Record[IN]) -> bool:
+        """``process_element`` without the await: admit ``record`` if a slot is free.
+
+        Returns False, admitting nothing, when the operator is full (the caller then awaits
+        ``process_element``). For the dataflow runtime, which only passes Records.
+        """
+        if self._state is not _State.OPEN or self._failure is not None:
+            self._raise_state()
+        if self._held >= self._capacity:
+            return False
+        value = record.value
+        key = None if self._key is None else self._key_of(value, record)
+        self._admit(QueueEntry(record, value, key))
+        return True
+
     async def _put_value(self, value: Any) -> None:
         """Admit ``value``, waiting for a slot."""
         if not self._put_value_nowait(value):
@@ -465,8 +481,21 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._admitted += 1
         entry.seq = seq = self._admitted
         start = self._queue.put(entry)
-        if self._timeout is not None:
-            self._arm_deadline(entry)
+        timeout = self._timeout
+        if timeout is not None:
+            # Deadlines are admission time + one fixed timeout: they arrive in order.
+            assert self._loop is not None  # state OPEN implies open() set the loop
+            entry.deadline = self._loop.time() + timeout
+            deadlines = self._deadlines
+            while deadlines and deadlines[0].final:
+                deadlines.popleft()
+            if len(deadlines) > 2 * self._capacity + 16:
+                # Completed entries behind a slow head: drop them (amortised O(1) per
+                # element, since at most `capacity` are not final).
+                deadlines = self._deadlines = deque(e for e in deadlines if not e.final)
+            deadlines.append(entry)
+            if self._timer is None:
+                self._timer = self._loop.call_at(entry.deadline, self._on_deadline)
         if seq % _LATENCY_SAMPLE == 0:
             assert self._loop is not None  # state OPEN implies open() set the loop
             entry.admitted = self._loop.time()
@@ -489,9 +518,20 @@ class AsyncWaitOperator(Generic[IN, OUT]):
     # ------------------------------------------------------------------ invocation
 
     def _start(self, entry: QueueEntry) -> None:
-        """Queue ``entry`` for a worker; make sure one will look at the ready queue."""
-        entry.transition(_RUNNING)
+        """Start ``entry``'s call, or queue it for a worker and make sure one will look."""
+        if entry.state is _WAITING:  # WAITING -> RUNNING: always a legal move
+            entry.state = _RUNNING
+        else:
+            entry.transition(_RUNNING)
         entry.attempt += 1
+        submit = self._fn.submit
+        if submit is not None and not self._submitting:
+            # The function's callback form needs no task: start the call here, and settle
+            # it here when it completes at once (a cache hit). A start nested in such a
+            # settle (the next entry of a key) goes to a worker, so chains of them never
+            # deepen the stack.
+            self._submit(submit, entry)
+            return
         self._ready.append(entry)
         # A worker inside its synchronous span takes the entry itself before it next
         # suspends; otherwise wake as many workers as the ready entries will need (when
@@ -637,15 +677,22 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self, submit: Callable[[Any, Any, Callable[..., None]], Any], entry: QueueEntry
     ) -> None:
         """Start ``entry``'s call through the function's callback form (no task per call)."""
+        self._submitting = True
         try:
             outcome = submit(entry.value, entry, self._delivered)
         except Exception as exc:
             self._on_exception(entry, exc)
             return
-        if type(outcome) is list:
-            self._on_result(entry, outcome)
         else:
-            entry.task = outcome  # the pending call's handle: _revoke cancels it
+            if type(outcome) is list:
+                if self._retry.on_result is None:
+                    self._settle(entry, _DONE, outcome)  # a fresh list: no copy needed
+                else:
+                    self._on_result(entry, outcome)
+            else:
+                entry.task = outcome  # the pending call's handle: _revoke cancels it
+        finally:
+            self._submitting = False
 
     def _delivered(
         self, entry: QueueEntry, handle: Any, outputs: Any, exc: BaseException | None
@@ -725,21 +772,6 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             self._start(entry)
 
     # ------------------------------------------------------------------ timeouts
-
-    def _arm_deadline(self, entry: QueueEntry) -> None:
-        assert self._loop is not None  # state OPEN implies open() set the loop
-        assert self._timeout is not None  # callers check
-        entry.deadline = self._loop.time() + self._timeout
-        deadlines = self._deadlines
-        while deadlines and deadlines[0].final:
-            deadlines.popleft()
-        deadlines.append(entry)
-        if self._timer is None:
-            self._timer = self._loop.call_at(entry.deadline, self._on_deadline)
-        elif len(deadlines) > 2 * self._capacity + 16:
-            # Completed entries behind a slow head: drop them (amortised O(1) per element,
-            # since at most `capacity` are not final).
-            self._deadlines = deque(e for e in deadlines if not e.final)
 
     def _on_deadline(self) -> None:
         self._timer = None
@@ -831,10 +863,16 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             self._wake()
         self._settle(entry, EntryState.FAILED, ())
 
-    def _settle(self, entry: QueueEntry, state: EntryState, outputs: tuple[Any, ...]) -> None:
+    def _settle(
+        self, entry: QueueEntry, state: EntryState, outputs: tuple[Any, ...] | list[Any]
+    ) -> None:
         """``entry`` reached its final ``state`` with ``outputs``: let it go."""
         entry.outputs = outputs
-        entry.transition(state)
+        if entry.state is _RUNNING:  # RUNNING -> DONE | FAILED: always a legal move
+            entry.state = state
+            entry.final = True
+        else:
+            entry.transition(state)
         entry.task = None
         self._in_flight -= 1
         if entry.admitted:
@@ -869,9 +907,18 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         raw = self._raw
         try:
             while (entry := queue.pop_completed()) is not None:
-                emissions = entry.outputs if raw else self._emissions(entry)
-                for i, element in enumerate(emissions, 1):
-                    pending = emit(element)
+                outputs = entry.outputs
+                element = entry.input
+                if raw:
+                    emissions = outputs
+                elif len(outputs) == 1 and element is not None and type(element) is not Watermark:
+                    emissions = (Record(outputs[0], element.timestamp),)  # the common case
+                else:
+                    emissions = self._emissions(entry)
+                i = 0  # not enumerate(): one object less per entry on the hot path
+                for out in emissions:
+                    i += 1  # noqa: SIM113
+                    pending = emit(out)
                     if pending is not None:
                         # Hand the rest over to a task that awaits; _emitting stays True.
                         self._emitting_entry = entry
@@ -880,7 +927,12 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                             self._emit_awaiting(pending, emissions, i, entry)
                         )
                         return
-                self._release()
+                # The entry is out: its slot frees (as _release, inline on this hot path).
+                self._emitted += 1
+                self._held -= 1
+                space = self._space
+                if space is not None and not space.done():
+                    space.set_result(None)
         except Exception as exc:
             self._emitting = False
             self._break_emit(exc)

@@ -261,3 +261,20 @@ def test_the_callback_and_coroutine_paths_give_the_same_outputs(
             if mode == "key_ordered":
                 mine = [e for e in expected if e["userID"] == user]
                 assert [e for e in fast if e["userID"] == user] == mine
+
+
+async def test_a_long_chain_of_one_keys_cache_hits_does_not_deepen_the_stack() -> None:
+    # KEY_ORDERED starts a key's next element when the one before completes; a cache hit
+    # completes at once, so starting the whole chain inline would recurse once per element.
+    table = Table()
+    join = LookupJoin(table, on="userID", cache=cache.lru(10))
+    n = 5_000
+    events = [event("user_1", i) for i in range(n)]
+    outs = [
+        o
+        async for o in asyncwait.key_ordered_wait(
+            events, join, key=lambda e: e["userID"], capacity=n
+        )
+    ]
+    assert outs == [enriched("user_1", i) for i in range(n)]
+    assert table.queries == [["user_1"]]

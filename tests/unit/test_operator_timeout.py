@@ -357,3 +357,31 @@ def test_timeout_must_be_positive(timeout: Any) -> None:
 
     with pytest.raises(ValueError, match="timeout"):
         AsyncWaitOperator(fn, timeout=timeout)
+
+
+async def test_deadlines_of_completed_elements_behind_a_slow_head_are_dropped(
+    out: list[StreamElement],
+) -> None:
+    # One deadline per element is kept in admission order; elements completed behind a head
+    # that is still running must not pile up there until the head's deadline.
+    head = asyncio.Event()
+
+    async def fn(value: int) -> int:
+        if value == 0:
+            await head.wait()
+        return value
+
+    op: AsyncWaitOperator[int, int] = AsyncWaitOperator(
+        fn, mode=OutputMode.UNORDERED, capacity=10, timeout=60
+    )
+    await op.open(out.append)
+    longest = 0
+    for value in range(5_000):
+        await op.process_element(Record(value))
+        longest = max(longest, len(op._deadlines))
+    assert longest <= 2 * 10 + 16 + 1
+    head.set()
+    await op.end_input()
+    assert sorted(r.value for r in out if isinstance(r, Record)) == list(range(5_000))
+    assert now() < 60  # nothing timed out
+    await op.close()
