@@ -89,6 +89,7 @@ class _State(enum.Enum):
 
 _KEY_ERRORS = (KeyError, TypeError, IndexError, AttributeError)
 _DEFAULT_BATCH = 256
+_BATCH_QUERIES = 2  # queries in flight by default when batching
 
 
 @final
@@ -209,8 +210,12 @@ class LookupJoin(AsyncFunction[Any, Any]):
             flight. A wait adds up to that much latency to a miss, for fewer, fuller
             queries; the operator's timeout still counts from admission.
         max_queries: the most queries in flight at once; the keys missed meanwhile gather
-            into the next batch. Default: 1 when batching, else the operator's capacity.
-            A table with a connection pool is told this (``expect_queries``) to size it.
+            into the next batch. Default: 2 when batching, else the operator's capacity.
+            A batch holds at most ``ceil(capacity / max_queries)`` keys, so the keys the
+            operator can have in flight spread over the query slots and the table answers
+            one batch while the answer of another is handed out (``max_queries=1``: one
+            batch of up to ``capacity`` keys at a time, the fewest queries). A table with a
+            connection pool is told this (``expect_queries``) to size it.
 
     Raises:
         ConfigError: ``how`` is not ``"left"``/``"inner"``, ``columns`` is not a list of
@@ -334,6 +339,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
         self._pump_scheduled = False  # a call of _pump is due on the next loop iteration
         self._queries: set[asyncio.Task[None]] = set()  # the batches being queried
         self._max_batch = max_batch_size or max_batch or _DEFAULT_BATCH
+        self._batch_limit = self._max_batch  # the keys per batch, settled in open()
         self._max_batch_wait = float(max_batch_wait)
         self._max_queries_option = max_queries
         self._max_queries = max_queries or 1  # the default is settled in open()
@@ -358,7 +364,12 @@ class LookupJoin(AsyncFunction[Any, Any]):
         if self._max_queries_option is not None:
             self._max_queries = self._max_queries_option
         else:
-            self._max_queries = 1 if self._max_batch > 1 else context.capacity
+            self._max_queries = _BATCH_QUERIES if self._max_batch > 1 else context.capacity
+        # The operator has at most `capacity` keys in flight: spread them over the query
+        # slots, so the table works on one batch while the answer of another is handed out.
+        # One batch of them all would leave the other slots idle, the table and this loop
+        # taking turns.
+        self._batch_limit = min(self._max_batch, -(-context.capacity // self._max_queries))
         # A connector with a connection pool sizes it from the queries we keep in flight.
         expect_queries = getattr(self._table, "expect_queries", None)
         if callable(expect_queries):
@@ -465,7 +476,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             pending[1].append(waiter)
         else:
             collecting = self._collecting
-            if collecting is not None and len(collecting.keys) < self._max_batch:
+            if collecting is not None and len(collecting.keys) < self._batch_limit:
                 batch = collecting
             else:
                 wait = self._max_batch_wait
@@ -481,7 +492,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             self._in_flight[key] = (batch, [waiter])
         self._waiting += 1
         if not batch.due and (
-            len(batch.keys) >= self._max_batch or self._waiting >= self._capacity
+            len(batch.keys) >= self._batch_limit or self._waiting >= self._capacity
         ):
             # Full, or every element the operator admits waits for us: no key can join.
             self._batch_due(batch)

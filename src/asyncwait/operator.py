@@ -702,7 +702,10 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             return  # revoked (timed out) or closed meanwhile
         entry.task = None
         if exc is None:
-            self._on_result(entry, outputs)
+            if type(outputs) is list and self._retry.on_result is None:
+                self._settle(entry, _DONE, outputs)  # a fresh list: no copy needed
+            else:
+                self._on_result(entry, outputs)
         elif isinstance(exc, Exception):
             self._on_exception(entry, exc)
         else:

@@ -384,7 +384,7 @@ async def test_lookup_join_in_every_mode(
             assert e["seq"] > last.get(e["userID"], -1)
             last[e["userID"]] = e["seq"]
     # The join sized the pool: its queries in flight plus one for a scan.
-    assert table.pool_size == (17 if max_batch_size == 1 else 2)
+    assert table.pool_size == (17 if max_batch_size == 1 else 3)
     stats = join.statistics()
     assert stats.keys + stats.coalesced == len(events)
     if max_batch_size > 1:

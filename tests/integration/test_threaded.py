@@ -202,7 +202,7 @@ async def test_threads_default_and_sized_by_the_join(sqlite_path: Path) -> None:
     events = [{"u": f"user_{i}"} for i in range(50)]
     out = [e async for e in asyncwait.unordered_wait(events, LookupJoin(table, on="u"))]
     assert len(out) == 50
-    assert table.threads == 2  # batched: one query in flight, plus one for a scan
+    assert table.threads == 3  # batched: two queries in flight, plus one for a scan
     fixed = lookups.threaded(connect, table="dim_user", key="user_id", threads=3)
     fixed.expect_queries(100)
     assert fixed.threads == 3

@@ -273,9 +273,9 @@ async def test_a_query_in_flight_is_shared_until_it_answers(db: Path) -> None:
 
 async def test_misses_of_one_loop_iteration_go_out_in_one_get_many(db: Path) -> None:
     table = users(db)
-    join = LookupJoin(table, on="userID")
-    metrics = await opened(join)
-    events = [{"userID": f"user_{i}"} for i in range(1, 151)] + [{"userID": "nobody"}]
+    join = LookupJoin(table, on="userID", max_queries=1)
+    metrics = await opened(join)  # capacity 100: one batch can hold them all
+    events = [{"userID": f"user_{i}"} for i in range(1, 100)] + [{"userID": "nobody"}]
     try:
         outs = await asyncio.gather(*(join.async_invoke(e) for e in events))
     finally:
@@ -283,9 +283,22 @@ async def test_misses_of_one_loop_iteration_go_out_in_one_get_many(db: Path) -> 
     assert outs[:2] == [[{"userID": "user_1", "age": 21}], [{"userID": "user_2", "age": 22}]]
     assert outs[-1] == [{"userID": "nobody"}]
     assert table.gets == []
-    assert [len(keys) for keys in table.get_manys] == [151]
+    assert [len(keys) for keys in table.get_manys] == [100]
     assert metrics.counter("lookups") == 1
-    assert metrics.counter("lookup_keys") == 151
+    assert metrics.counter("lookup_keys") == 100
+
+
+async def test_by_default_the_capacitys_keys_are_split_over_two_queries(db: Path) -> None:
+    table = users(db)
+    join = LookupJoin(table, on="userID")
+    await opened(join)  # capacity 100, two queries in flight: at most 50 keys per batch
+    events = [{"userID": f"user_{i}"} for i in range(1, 151)]
+    try:
+        outs = await asyncio.gather(*(join.async_invoke(e) for e in events))
+    finally:
+        await join.close()
+    assert [o[0]["age"] for o in outs] == [20 + i for i in range(1, 151)]
+    assert [len(keys) for keys in table.get_manys] == [50, 50, 50]
 
 
 async def test_max_batch_bounds_the_keys_per_query(db: Path) -> None:
@@ -327,7 +340,7 @@ async def test_max_batch_one_sends_one_get_per_key_all_at_once(db: Path) -> None
 async def test_keys_missed_while_a_query_is_in_flight_gather_into_the_next(db: Path) -> None:
     table = users(db)
     table.gate = asyncio.Event()
-    join = LookupJoin(table, on="userID")  # batching: one query in flight at a time
+    join = LookupJoin(table, on="userID", max_queries=1)  # one query in flight at a time
     metrics = await opened(join)
     try:
         first = asyncio.ensure_future(join.async_invoke({"userID": "user_1"}))

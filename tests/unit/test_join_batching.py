@@ -145,7 +145,7 @@ async def test_the_join_tells_a_pooled_table_how_many_queries_it_runs() -> None:
     batched, unbatched = Table(), Table()
     await opened(LookupJoin(batched, on="userID"), capacity=40)
     await opened(LookupJoin(unbatched, on="userID", max_batch_size=1), capacity=40)
-    assert (batched.expected_queries, unbatched.expected_queries) == (1, 40)
+    assert (batched.expected_queries, unbatched.expected_queries) == (2, 40)
 
 
 # ---------------------------------------------------------------------------------- timeline
@@ -190,8 +190,8 @@ async def test_a_full_batch_leaves_before_its_wait_is_over() -> None:
 
 
 async def test_a_batch_keeps_gathering_while_the_query_slot_is_busy() -> None:
-    table = Table(latency=0.2)  # one query at a time (batching), each 0.2 s
-    join = LookupJoin(table, on="userID", max_batch_wait=WAIT)
+    table = Table(latency=0.2)  # one query at a time, each 0.2 s
+    join = LookupJoin(table, on="userID", max_batch_wait=WAIT, max_queries=1)
     outs = [out async for out in asyncwait.ordered_wait(arrivals(list(range(1, 13)), 0.03), join)]
     assert [o["age"] for o in outs] == [20 + i for i in range(1, 13)]
     # 1st batch: keys at 0, .03 -> sent at .05, busy until .25; meanwhile keys at .06 ..
@@ -424,10 +424,23 @@ def test_job_file_batch_fields_are_checked(options: str, match: str) -> None:
 
 async def test_a_batch_leaves_early_when_the_whole_capacity_waits_for_it() -> None:
     table = Table()
-    join = LookupJoin(table, on="userID", max_batch_wait=10.0)
+    join = LookupJoin(table, on="userID", max_batch_wait=10.0, max_queries=1)
     events = [{"userID": f"user_{i}"} for i in range(1, 9)]
     outs = [out async for out in asyncwait.ordered_wait(events, join, capacity=4)]
     assert [o["age"] for o in outs] == [20 + i for i in range(1, 9)]
     # Four elements fill the operator and all wait for the batch: no fifth key can come.
     assert table.times == [0.0, 0.0]
     assert table.sizes == [4, 4]
+
+
+async def test_by_default_two_batches_share_the_capacity_and_overlap() -> None:
+    # Capacity 4 and two query slots: batches of at most 2 keys, two in flight together,
+    # so the table answers one while the other's answer is handed out.
+    table = Table(latency=0.1)
+    join = LookupJoin(table, on="userID")
+    events = [{"userID": f"user_{i}"} for i in range(1, 13)]
+    outs = [out async for out in asyncwait.ordered_wait(events, join, capacity=4)]
+    assert [o["age"] for o in outs] == [20 + i for i in range(1, 13)]
+    assert table.sizes == [2, 2, 2, 2, 2, 2]
+    assert table.times == [0.0, 0.0, 0.1, 0.1, 0.2, 0.2]
+    assert join.statistics().lookups == 6

@@ -136,7 +136,7 @@ class RedisTable:
         """Size the pool for ``queries`` concurrent requests, plus one for a cache's scan.
 
         :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
-        ``max_queries`` (1 when batching, the operator's capacity when not); an explicit
+        ``max_queries`` (2 when batching, the operator's capacity when not); an explicit
         ``pool_size`` wins, and at most 100 connections are opened.
         """
         if self._pool_option is None and self._state is not _State.OPEN:
