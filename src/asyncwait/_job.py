@@ -183,6 +183,7 @@ class _OperatorStage(_Stage):
         self.out = out
         self.op: AsyncWaitOperator[Any, Any] = spec.operator(spec.function)
         self.op._reject_bad_input = _rejection
+        self.op._sync_emit = True  # see emit()
         # KEY_ORDERED: a key that is bad input must not reach the operator (it would fail).
         self.precheck = spec.key if spec.mode is OutputMode.KEY_ORDERED else None
         self.reject = job.rejecter(pipeline, spec.name)

@@ -211,6 +211,18 @@ class LruCache:
         self._misses += 1
         return MISS
 
+    def _peek(self, key: Hashable) -> Row | Miss | None:
+        """``get``, except that a miss is not counted: the caller then asks ``get``."""
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None:
+            row, expires = entry
+            if expires == _NEVER or expires > (self._clock or self._now)():
+                entries.move_to_end(key)
+                self._hits += 1
+                return row
+        return MISS  # an expired entry is dropped (and counted) by the get that follows
+
     def _counters(self) -> dict[str, int]:
         return {"cache_hits": self._hits, "cache_misses": self._misses}
 
@@ -386,6 +398,8 @@ class FullCache:
         else:
             self._hits += 1
         return row
+
+    _peek = get  # every key is answered: a miss is "no row", final
 
     def _counters(self) -> dict[str, int]:
         return {"cache_hits": self._hits, "cache_misses": self._misses}

@@ -97,6 +97,9 @@ class _Adapted:
     # submit(value, token, deliver) returns the outputs now, or a handle with cancel() and
     # later calls deliver(token, handle, outputs, error).
     submit: Callable[[Any, Any, Callable[..., None]], Any] | None = None
+    # Its outputs for a value when they are known without waiting (a cache hit), else None;
+    # never raises (a value it cannot handle gets None, and `submit` raises for it).
+    try_now: Callable[[Any], list[Any] | None] | None = None
 
 
 def _adapt(function: object) -> _Adapted:
@@ -112,6 +115,7 @@ def _adapt(function: object) -> _Adapted:
             single=False,
             label=label,
             submit=getattr(function, "_invoke_nowait", None),
+            try_now=getattr(function, "_try_now", None),
         )
     if not callable(function):
         msg = (

@@ -327,6 +327,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
         self._no_row: dict[str, None] = dict.fromkeys(columns or ())
         self._state = _State.NEW
         self._cache: Any = None  # a Cache once open (Any: called on the hot path)
+        self._peek: Callable[[Hashable], Any] | None = None  # its _peek, if it has one
         self._metrics = Metrics("lookup-join")  # replaced by the operator's in open()
         self._source = f"lookup join on {name}"
         # key -> (its batch, the futures of the lookups waiting for its answer). Invariant: a
@@ -380,6 +381,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
                 cache = self._cache_spec.create(self._table, context.metrics)
                 await cache.open()
                 self._cache = cache
+                self._peek = getattr(cache, "_peek", None)
         except BaseException:
             await self._table.close()
             raise
@@ -399,6 +401,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             # Let each query hand out its cancellation; our own cancellation still propagates.
             await asyncio.wait(queries)
         cache, self._cache = self._cache, None
+        self._peek = None
         try:
             if cache is not None:
                 await cache.close()
@@ -444,6 +447,26 @@ class LookupJoin(AsyncFunction[Any, Any]):
         handoff = _Handoff(self, value, token, deliver)
         handoff.batch = self._enlist(key, handoff)
         return handoff
+
+    def _try_now(self, value: Any) -> list[Any] | None:
+        """The outputs for ``value`` if the cache knows its row, else None; never raises.
+
+        Lets the operator pass a cache hit straight through, without holding a slot.
+        """
+        peek = self._peek
+        if peek is None or self._state is not _State.OPEN:
+            return None
+        try:
+            key = self._on(value)
+            if key is None:
+                return None
+            row = peek(key)  # a miss is not counted: _invoke_nowait asks the cache again
+            if row is MISS:
+                return None
+            return self._output(value, row)
+        except Exception:
+            # A bad key or event: _invoke_nowait raises its error with the element's context.
+            return None
 
     def _key_of(self, value: Any) -> Hashable:
         if self._state is not _State.OPEN:

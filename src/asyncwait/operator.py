@@ -207,6 +207,11 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._emit: Emit = _unset_emit
         self._raw = False  # True: emit bare output values (the iterator helpers)
+        # Set by the dataflow runtime before open(): its `emit` never returns an awaitable,
+        # so an element whose outputs the function knows at once (a lookup join's cache
+        # hit) may be emitted straight from _offer (see open()).
+        self._sync_emit = False
+        self._try_now: Callable[[Any], list[Any] | None] | None = None
         self._rng = random.Random()
         # The first failure; raised by every later call. An AsyncFunctionError for an element,
         # or whatever the downstream `emit` raised.
@@ -274,6 +279,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         if self._closed():
             return  # close() ran while the function was opening
         self._state = _State.OPEN
+        if self._sync_emit and not self._raw and self._retry.on_result is None:
+            self._try_now = self._fn.try_now
         for element in restored:
             if isinstance(element, Watermark):
                 await self.process_watermark(element)
@@ -437,8 +444,32 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             return False
         value = record.value
         key = None if self._key is None else self._key_of(value, record)
+        try_now = self._try_now
+        if try_now is not None and not self._emitting and self._queue.can_pass(key):
+            outputs = try_now(value)
+            if outputs is not None:
+                self._pass(record, outputs)
+                return True
         self._admit(QueueEntry(record, value, key))
         return True
+
+    def _pass(self, record: Record[IN], outputs: list[Any]) -> None:
+        """Emit the outputs of ``record``, complete at admission, as the queue would have.
+
+        Only when it would have been the next to leave (``can_pass``), so the order is the
+        mode's; it never holds a slot, a deadline or a queue entry.
+        """
+        self._admitted += 1
+        self._emitted += 1
+        if self._admitted % _LATENCY_SAMPLE == 0:
+            self.metrics.latency.observe(0.0)  # complete at admission: no wait
+        emit = self._emit
+        timestamp = record.timestamp
+        try:
+            for out in outputs:
+                emit(Record(out, timestamp))  # never awaitable: see _sync_emit
+        except Exception as exc:
+            self._break_emit(exc)
 
     async def _put_value(self, value: Any) -> None:
         """Admit ``value``, waiting for a slot."""

@@ -162,6 +162,13 @@ class ElementQueue(Protocol):
         """Note that ``entry`` timed out before its turn: it must never start."""
         ...
 
+    def can_pass(self, key: Hashable) -> bool:
+        """True when a record of ``key`` completed at admission could leave at once.
+
+        That is, when it would be the next entry to leave: nothing it must wait for is held.
+        """
+        ...
+
     def entries(self) -> Iterator[QueueEntry]:
         """Yield every held entry in input order."""
         ...
@@ -204,6 +211,9 @@ class OrderedQueue:
         if entries and entries[0].final:
             return entries.popleft()
         return None
+
+    def can_pass(self, key: Hashable) -> bool:
+        return not self._entries
 
     def entries(self) -> Iterator[QueueEntry]:
         return iter(self._entries)
@@ -295,6 +305,14 @@ class UnorderedQueue:
             segments.popleft()  # an empty record segment before a watermark
         return None
 
+    def can_pass(self, key: Hashable) -> bool:
+        # No watermark held ahead, and no completed record waiting to leave.
+        segments = self._segments
+        if not segments:
+            return True
+        head = segments[0]
+        return len(segments) == 1 and head.open and not head.completed
+
     def entries(self) -> Iterator[QueueEntry]:
         for segment in self._segments:
             yield from segment.entries
@@ -364,6 +382,9 @@ class KeyOrderedQueue(UnorderedQueue):
             del self._waiting[key]
         del self._active[key]
         return None
+
+    def can_pass(self, key: Hashable) -> bool:
+        return key not in self._active and key not in self._waiting and super().can_pass(key)
 
     def withdraw(self, entry: QueueEntry) -> None:
         # The entry stays in its key's line (never to be started): see complete().

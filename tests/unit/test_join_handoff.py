@@ -17,7 +17,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import asyncwait
-from asyncwait import AsyncFunction, AsyncFunctionError, BadInputError, RuntimeContext, cache
+from asyncwait import (
+    AsyncFunction,
+    AsyncFunctionError,
+    AsyncWaitOperator,
+    BadInputError,
+    OutputMode,
+    Record,
+    RuntimeContext,
+    StreamElement,
+    StreamEnvironment,
+    Watermark,
+    cache,
+    sinks,
+    sources,
+)
 from asyncwait.join import LookupJoin
 from asyncwait.lookups import Row
 
@@ -278,3 +292,100 @@ async def test_a_long_chain_of_one_keys_cache_hits_does_not_deepen_the_stack() -
     ]
     assert outs == [enriched("user_1", i) for i in range(n)]
     assert table.queries == [["user_1"]]
+
+
+# ----------------------------------------------- the runtime's pass-through of cache hits
+
+
+async def feed_like_the_runtime(
+    items: list[Record[Any] | Watermark],
+    *,
+    fast: bool,
+    mode: OutputMode,
+    capacity: int,
+    delays: dict[Hashable, int],
+) -> tuple[list[StreamElement], int]:
+    """Run ``items`` through an operator the way a runtime stage does; return what it emits."""
+    table = Table(delays)
+    join = LookupJoin(table, on="userID", cache=cache.lru(4, miss_ttl=60))
+    key = (lambda e: e["userID"]) if mode is OutputMode.KEY_ORDERED else None
+    op: AsyncWaitOperator[Any, Any] = AsyncWaitOperator(join, mode=mode, capacity=capacity, key=key)
+    op._sync_emit = fast  # what the runtime sets: enables passing cache hits straight through
+    passed = 0
+    original = op._pass
+
+    def counting_pass(record: Record[Any], outputs: list[Any]) -> None:
+        nonlocal passed
+        passed += 1
+        original(record, outputs)
+
+    op._pass = counting_pass  # type: ignore[method-assign]
+    out: list[StreamElement] = []
+    await op.open(out.append)
+    for item in items:
+        if isinstance(item, Watermark):
+            await op.process_watermark(item)
+        elif not op._offer(item):
+            await op.process_element(item)
+    await op.end_input()
+    stats = join.statistics().cache
+    await op.close()
+    assert stats is not None
+    records = sum(1 for item in items if isinstance(item, Record))
+    assert stats.hits + stats.misses == records  # each lookup counted once, hit or miss
+    return out, passed
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    script=st.lists(
+        st.one_of(st.sampled_from([*list(ROWS)[:5], "nobody"]), st.just("WATERMARK")),
+        max_size=50,
+    ),
+    delays=st.dictionaries(st.sampled_from([*ROWS, "nobody"]), st.integers(0, 3)),
+    mode=st.sampled_from(list(OutputMode)),
+    capacity=st.integers(1, 8),
+)
+def test_passing_cache_hits_through_changes_nothing_downstream_sees(
+    script: list[str], delays: dict[Hashable, int], mode: OutputMode, capacity: int
+) -> None:
+    items: list[Record[Any] | Watermark] = []
+    for i, step in enumerate(script):
+        items.append(Watermark(i) if step == "WATERMARK" else Record(event(step, i), i))
+
+    async def both() -> None:
+        slow, none_passed = await feed_like_the_runtime(
+            items, fast=False, mode=mode, capacity=capacity, delays=delays
+        )
+        fast, passed = await feed_like_the_runtime(
+            items, fast=True, mode=mode, capacity=capacity, delays=delays
+        )
+        # The same elements, in the same order: records, their timestamps and watermarks.
+        assert fast == slow
+        assert none_passed == 0
+        users = [s for s in script if s != "WATERMARK"]
+        repeated = len(users) > len(set(users))
+        if mode is OutputMode.UNORDERED and repeated and "WATERMARK" not in script:
+            assert passed > 0  # a key seen before, nothing to wait for: its hit went through
+
+    asyncio.run(both())
+
+
+@pytest.mark.looptime
+async def test_expired_rows_are_counted_once_when_hits_pass_through() -> None:
+    table = Table()
+    join = LookupJoin(table, on="userID", cache=cache.lru(10, ttl=5))
+    env = StreamEnvironment()
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        for i in range(6):
+            yield event("user_1", i)
+            await asyncio.sleep(2)  # the cached row expires between the 3rd and 4th event
+
+    out = sinks.collect()
+    env.from_source(sources.collection(events())).unordered_wait(join).sink_to(out)
+    result = await env.execute_async()
+    assert out.values == [enriched("user_1", i) for i in range(6)]
+    counters = result.operators[0].counters
+    assert (counters["cache_hits"], counters["cache_misses"]) == (4, 2)
+    assert table.queries == [["user_1"], ["user_1"]]
