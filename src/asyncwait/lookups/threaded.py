@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,9 @@ _PARAMSTYLES: Final = ("qmark", "numeric", "named", "format", "pyformat")
 _MYSQL_DRIVERS: Final = frozenset({"pymysql", "MySQLdb", "mysql", "mariadb", "aiomysql"})
 # Placeholder for a parameter while SQL is built; replaced per paramstyle.
 _MARK = "\x00"
+# Keys that are no single SQL value: some drivers expand them (PyMySQL turns ('a',) into
+# ('a'), which MySQL compares as 'a'), others reject them; all are refused before a query.
+_CONTAINERS: Final = (tuple, list, set, frozenset, dict)
 
 
 _State = TableState
@@ -99,6 +103,10 @@ def _autocommit(conn: Any) -> None:
         conn.autocommit = True  # psycopg, psycopg2, sqlite3 on 3.12+ (legacy mode is an int)
 
 
+class _Unbindable(Exception):
+    """A ``TypeError`` of ``cursor.execute``: the driver cannot bind a key (PyMySQL)."""
+
+
 @final
 class ThreadedTable:
     """A lookup table read through a blocking DB-API 2 driver in worker threads.
@@ -108,10 +116,12 @@ class ThreadedTable:
     driver's ``cursor.description``. At most ``threads`` statements run at once, one per
     worker; the rest queue on the least busy worker.
 
-    Errors: a key the driver rejects (its ``DataError`` or ``ProgrammingError`` — it cannot
-    bind the key, or the server cannot compare it with the key column) raises
-    :class:`~asyncwait.BadInputError` naming the key and the table; a connection that
-    cannot be opened raises :class:`ConnectionError` naming the table. A worker whose
+    Errors: a key the driver rejects (its ``DataError`` or ``ProgrammingError``, or a
+    ``TypeError`` of ``cursor.execute`` — it cannot bind the key, or the server cannot
+    compare it with the key column) and a key that is a container (tuple, list, set, dict)
+    raise :class:`~asyncwait.BadInputError` naming the key and the table; a connection that
+    cannot be opened raises :class:`ConnectionError` naming the table (and the ``host`` and
+    ``port`` keywords of a ``functools.partial`` ``connect``, when given). A worker whose
     connection broke (the driver's ``closed``/``broken``/``open`` flags) reconnects on its
     next query; the failed query's driver error propagates unchanged (a retry strategy can
     match it), as do all other driver errors.
@@ -130,6 +140,7 @@ class ThreadedTable:
     ) -> None:
         self.name = name
         self._connect = connect
+        self._where = _endpoint(connect)
         self._table = table
         self._key = key
         self._wanted = columns
@@ -205,7 +216,8 @@ class ThreadedTable:
         try:
             conn = self._connect()
         except Exception as exc:
-            msg = f"lookup {self.name}: cannot connect: {type(exc).__name__}: {exc}"
+            where = f" to {self._where}" if self._where else ""
+            msg = f"lookup {self.name}: cannot connect{where}: {type(exc).__name__}: {exc}"
             raise ConnectionError(msg) from exc
         try:
             _autocommit(conn)
@@ -226,13 +238,16 @@ class ThreadedTable:
             )
             raise ConfigError(msg)
         self._paramstyle = style
-        self._bad_key_errors = tuple(
-            cls
-            for cls in (
-                getattr(module, "DataError", None),
-                getattr(module, "ProgrammingError", None),
-            )
-            if isinstance(cls, type) and issubclass(cls, BaseException)
+        self._bad_key_errors = (
+            _Unbindable,
+            *(
+                cls
+                for cls in (
+                    getattr(module, "DataError", None),
+                    getattr(module, "ProgrammingError", None),
+                )
+                if isinstance(cls, type) and issubclass(cls, BaseException)
+            ),
         )
         backtick = driver in _MYSQL_DRIVERS
 
@@ -241,7 +256,7 @@ class ThreadedTable:
                 return "`" + name.replace("`", "``") + "`"
             return '"' + name.replace('"', '""') + '"'
 
-        tables = _list_tables(conn)
+        tables = _list_tables(conn, mysql=backtick)
         if tables is not None and self._table not in tables:
             msg = (
                 f"lookup {self.name}: the database has no table {self._table!r}; "
@@ -273,7 +288,9 @@ class ThreadedTable:
         key = q(self._key)
         self._columns = wanted
         self._get_sql = self._sql(f"SELECT {select} FROM {source} WHERE {key} = {_MARK} LIMIT 1")
-        self._scan_sql = self._sql(f"SELECT {key}, {select} FROM {source}")
+        # Sent without parameters, so not through _sql: drivers of the format paramstyles
+        # leave a doubled % as it is in a statement without parameters.
+        self._scan_sql = f"SELECT {key}, {select} FROM {source}"
         self._many_template = f"SELECT {key}, {select} FROM {source} WHERE {key} IN ({{marks}})"
         self._many_sql.clear()
 
@@ -355,7 +372,11 @@ class ThreadedTable:
         conn = self._ensure_connection(worker)
         cur = conn.cursor()
         try:
-            cur.execute(sql, params)
+            try:
+                cur.execute(sql, params)
+            except TypeError as exc:  # PyMySQL: "dict can not be used as parameter"
+                msg = f"{type(exc).__name__}: {exc}"
+                raise _Unbindable(msg) from exc
             return list(cur.fetchall())
         except Exception:
             _rollback(conn)
@@ -364,11 +385,20 @@ class ThreadedTable:
             _close_quietly(cur)
 
     def _bad_key(self, exc: BaseException, keys: object) -> NoReturn:
+        reason = str(exc) if isinstance(exc, _Unbindable) else f"{type(exc).__name__}: {exc}"
         msg = (
             f"lookup {self.name}: key {_short_repr(keys)} of table {self._table!r} "
-            f"cannot be looked up: {type(exc).__name__}: {exc}"
+            f"cannot be looked up: {reason}"
         )
         raise BadInputError(msg, source=self.name) from exc
+
+    def _check_key(self, key: object) -> None:
+        if isinstance(key, _CONTAINERS):
+            msg = (
+                f"lookup {self.name}: key {_short_repr(key)} of table {self._table!r} "
+                f"cannot be looked up: a {type(key).__name__} is not a single value"
+            )
+            raise BadInputError(msg, source=self.name)
 
     async def _query(self, sql: str, values: Sequence[Any], keys: object) -> list[Any]:
         worker = self._worker()
@@ -379,6 +409,7 @@ class ThreadedTable:
             self._bad_key(exc, keys)
 
     async def get(self, key: Hashable) -> Row | None:
+        self._check_key(key)
         rows = await self._query(self._get_sql, (key,), key)
         if not rows:
             return None
@@ -386,6 +417,8 @@ class ThreadedTable:
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
         distinct = list(dict.fromkeys(keys))
+        for key in distinct:
+            self._check_key(key)
         result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
         columns = self._columns
         for start in range(0, len(distinct), _CHUNK):
@@ -399,16 +432,29 @@ class ThreadedTable:
             for row in rows:
                 by_key.setdefault(row[0], row)  # a non-unique key: first row wins
             by_text: dict[str, Any] | None = None
+            claimed: set[Any] = set()  # the key values of by_key some key found
+            missed: list[Hashable] = []
             for k in chunk:
                 row = by_key.get(k)
                 if row is None and by_key:
                     # The database may have converted the key to the column's type ('2' -> 2
-                    # in SQLite, text -> integer in PostgreSQL): match it by its text too.
+                    # in SQLite and MySQL, text -> integer in PostgreSQL): match its text too.
                     if by_text is None:
-                        by_text = {str(r[0]): r for r in rows}
+                        by_text = {}
+                        for r in by_key.values():
+                            by_text.setdefault(str(r[0]), r)
                     row = by_text.get(str(k))
-                if row is not None:
+                if row is None:
+                    missed.append(k)
+                else:
+                    claimed.add(row[0])
                     result[k] = dict(zip(columns, row[1:], strict=True))
+            if missed and len(claimed) < len(by_key):
+                # A row no key found: the database matched a key by a rule of its own, such
+                # as MySQL's case-insensitive and PAD SPACE collations ('USER_1 ' finds
+                # 'user_1'). Ask it about each key still missing, as get() would.
+                for k in missed:
+                    result[k] = await self.get(k)
         return result
 
     async def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
@@ -465,13 +511,20 @@ class _Scan:
         _close_quietly(cur)
 
 
-def _list_tables(conn: Any) -> list[str] | None:
+def _list_tables(conn: Any, *, mysql: bool) -> list[str] | None:
     """The tables and views of the database, or ``None`` when no portable query knows them."""
-    queries = (
-        # PostgreSQL, MySQL/MariaDB, SQL Server...: the standard catalog.
-        "SELECT table_name FROM information_schema.tables WHERE table_schema NOT IN "
+    standard = (
+        # MySQL/MariaDB: a schema is a database, and the account may see several.
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+        "ORDER BY table_name"
+        if mysql
+        # PostgreSQL, SQL Server...: the standard catalog, of the current database.
+        else "SELECT table_name FROM information_schema.tables WHERE table_schema NOT IN "
         "('pg_catalog', 'information_schema', 'mysql', 'performance_schema', 'sys') "
-        "ORDER BY table_name",
+        "ORDER BY table_name"
+    )
+    queries = (
+        standard,
         # SQLite.
         "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
         "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
@@ -520,6 +573,25 @@ async def _shutdown(workers: Sequence[_Worker]) -> None:
             worker.executor.shutdown(wait=False)
 
 
+def _endpoint(connect: Callable[[], Any]) -> str | None:
+    """``host:port`` from the keywords of a ``functools.partial`` ``connect``, if it has them.
+
+    For connection errors of drivers whose message leaves the port out (PyMySQL names only
+    the host). Only ``host`` and ``port`` are read: never a password.
+    """
+    keywords: dict[str, Any] = {}
+    fn: Any = connect
+    while isinstance(fn, functools.partial):
+        keywords = {**fn.keywords, **keywords}  # an outer partial's keywords win
+        fn = fn.func
+    host, port = keywords.get("host"), keywords.get("port")
+    if not isinstance(host, str) or not host:
+        return None
+    if isinstance(port, int) and not isinstance(port, bool):
+        return f"{host}:{port}"
+    return host
+
+
 def _driver_name(connect: Callable[[], Any]) -> str:
     """The top-level module of ``connect`` (through ``functools.partial``), for the name."""
     fn: Any = connect
@@ -551,13 +623,16 @@ def threaded(
     checks ``key`` and ``columns`` against them (else :class:`~asyncwait.ConfigError`
     listing what exists). ``get`` is one ``SELECT … WHERE key = ? LIMIT 1``; ``get_many``
     sends up to 250 keys per ``WHERE key IN (…)`` and maps rows back by key (or, when the
-    database converted the key's type, by its text); ``scan`` streams one ``SELECT`` in
-    batches on one worker. At most ``threads`` statements run at once.
+    database converted the key's type, by its text; when a row still matches no key, as
+    under MySQL's case-insensitive collations, each key still missing is asked for with
+    ``get``); ``scan`` streams one ``SELECT`` in batches on one worker. At most
+    ``threads`` statements run at once.
 
     Args:
         connect: makes one DB-API connection, e.g.
-            ``functools.partial(psycopg.connect, dsn)`` or
-            ``lambda: sqlite3.connect(path)``.
+            ``functools.partial(psycopg.connect, dsn)``,
+            ``functools.partial(pymysql.connect, host=..., user=..., password=...,
+            database=...)`` or ``lambda: sqlite3.connect(path)``.
         table: the table (or view) to read.
         key: the column lookups match with ``=``.
         columns: the columns to return; default all.
