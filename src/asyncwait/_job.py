@@ -162,6 +162,19 @@ def _as_sourced(source: Source, batch: list[StreamElement]) -> list[StreamElemen
 def _rejection(element: StreamElement, error: BadInputError) -> tuple[Any, ...]:
     """The outputs of an element whose async function said its input was bad."""
     assert isinstance(element, Record)  # only records are called
+    # The errors file needs the message, not the traceback. Kept, the traceback's frames
+    # (the operator's, the stage's: the whole input batch) would hold the element's queue
+    # entry, which holds this marker: a cycle per bad element, each pinning a batch of
+    # records until the garbage collector runs (+16 MB peak RSS on the demo job).
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        pending += (exc.__cause__, exc.__context__)
     return (Rejected(element.value, error, _line(element)),)
 
 

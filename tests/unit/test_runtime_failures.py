@@ -386,3 +386,43 @@ async def test_rejected_inputs_are_never_retried_nor_shown_to_result_predicates(
     assert sorted(calls) == [-1, 1, 2, 2, 2]  # 2 retried twice, -1 never
     assert result.operators[0].retries == 2
     assert [(s["line"], s["reason"]) for s in result.error_samples] == [(2, "negative key")]
+
+
+def test_rejected_lookups_leave_no_reference_cycles_holding_records(tmp_path: Path) -> None:
+    # A rejection keeps its BadInputError; with its traceback, the frames (the stage's, with
+    # the whole input batch) would hold the element's queue entry and so the rejection: a
+    # cycle per bad element, pinning a batch of records until the collector runs.
+    import gc
+    import sqlite3
+
+    from asyncwait import cache, lookups
+
+    db = tmp_path / "dim.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE dim_user (user_id TEXT PRIMARY KEY, age INTEGER)")
+        conn.executemany("INSERT INTO dim_user VALUES (?, ?)", [(f"u{i}", i) for i in range(50)])
+    conn.close()
+    events = tmp_path / "events.jsonl"
+    lines = [{"userID": f"u{i % 50}"} if i % 10 else {"user": i} for i in range(3_000)]
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    env = StreamEnvironment(errors_path=tmp_path / "errors.jsonl")
+    table = lookups.sqlite(db, table="dim_user", key="user_id", columns=["age"])
+    out = (
+        env.from_source(sources.jsonl(events))
+        .lookup_join(table, on="userID", cache=cache.lru(100))
+        .sink_to(sinks.collect())
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        result = env.execute()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        held = sum(isinstance(o, Record) for o in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert (result.events_out, result.errors) == (2_700, 300)
+    assert len(out.values) == 2_700
+    assert held == 0
