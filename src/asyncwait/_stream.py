@@ -268,6 +268,7 @@ class DataStream(Generic[T]):
         name: str | None = None,
         max_batch_size: int | None = None,
         max_batch_wait: float = 0.0,
+        max_queries: int | None = None,
     ) -> DataStream[Any]:
         """Enrich each event with the row of key ``on(event)`` in ``table`` (a lookup join).
 
@@ -279,9 +280,12 @@ class DataStream(Generic[T]):
         one ``get_many`` of at most ``max_batch_size`` keys (default 256; 1 = one query per
         key); ``max_batch_wait`` > 0 makes a batch wait up to that many seconds for more
         keys (sent sooner when full), 0 sends it as soon as a query slot is free.
+        ``max_queries`` bounds the queries in flight at once (default 2 when batching, else
+        ``capacity``); a table with a connection pool sizes it from this.
 
         Raises:
-            ConfigError: a bad ``mode``, ``how``, ``max_batch_size`` or ``max_batch_wait``.
+            ConfigError: a bad ``mode``, ``how``, ``max_batch_size``, ``max_batch_wait`` or
+                ``max_queries``.
         """
         from .join import LookupJoin
 
@@ -295,6 +299,7 @@ class DataStream(Generic[T]):
             columns=None if columns is None else list(columns),
             max_batch_size=max_batch_size,
             max_batch_wait=max_batch_wait,
+            max_queries=max_queries,
         )
         key = _join_key(on) if output_mode is OutputMode.KEY_ORDERED else None
         return self._async(

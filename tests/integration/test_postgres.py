@@ -619,6 +619,27 @@ def test_job_file_runs_a_postgres_lookup(pg: PostgresServer, tmp_path: Path) -> 
     assert PASSWORD not in summary + done.stdout + done.stderr
 
 
+def test_job_file_sets_schema_pool_size_and_max_queries(pg: PostgresServer, tmp_path: Path) -> None:
+    job = _job(tmp_path, pg.dsn)
+    text = job.read_text()
+    options = 'key = "user_id"\nschema = "public"\npool_size = 4\nmax_queries = 3\n'
+    job.write_text(text.replace('key = "user_id"\n', options))
+    done = _run_cli("validate", str(job), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "postgres <dsn> table public.dim_user key user_id;" in done.stdout
+    assert "; max_queries 3; pool_size 4" in done.stdout
+    done = _run_cli("run", str(job), "--quiet", "--json-summary", "summary.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert out == [
+        {"userID": f"user_{i}", "eventTime": f"2016-06-06 07:03:{i:02d}", "age": _age(i)}
+        for i in range(30)
+    ] + [{"userID": "user_999", "eventTime": "2016-06-06 07:04:00"}]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["events_in"], summary["events_out"], summary["errors"]) == (31, 31, 0)
+    assert PASSWORD not in done.stdout + done.stderr
+
+
 def test_job_file_with_an_unreachable_server_fails_clearly(tmp_path: Path) -> None:
     port = free_port()
     job = _job(tmp_path, f"postgresql://asyncwait:{PASSWORD}@127.0.0.1:{port}/asyncwait")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -457,3 +458,188 @@ path = "errors.jsonl"
     assert result.errors == 1  # the unparsable "soon"; the empty key is just not found
     (error,) = read_jsonl(data_dir / "errors.jsonl")
     assert "timestamp field 'ts': 'soon' is not a number (epoch_s)" in str(error["reason"])
+
+
+# ------------------------------------------------------------------ max_queries, pool_size, schema
+
+PG_LOOKUP = """[[lookup]]
+type = "postgres"
+dsn = "postgresql://u:secret@db/app"
+table = "dim_user"
+key = "user_id"
+on = "userID"
+"""
+MYSQL_LOOKUP = PG_LOOKUP.replace('"postgres"', '"mysql"').replace("postgresql:", "mysql:")
+REDIS_LOOKUP = '[[lookup]]\ntype = "redis"\nurl = "redis://localhost"\non = "userID"\n'
+HTTP_LOOKUP = '[[lookup]]\ntype = "http"\nurl = "http://localhost/u/{key}"\non = "userID"\n'
+
+SERVER_LOOKUPS = """
+[[lookup]]
+type = "postgres"
+dsn = "postgresql://u:secret@db/app"
+table = "dim_user"
+key = "user_id"
+on = "userID"
+schema = "public"
+pool_size = 4
+max_queries = 3
+
+[[lookup]]
+type = "mysql"
+dsn = "mysql://u:secret@db/app"
+table = "dim_user"
+key = "user_id"
+on = "userID"
+pool_size = 7
+
+[[lookup]]
+type = "redis"
+url = "redis://localhost:6379/0"
+on = "userID"
+pool_size = 500
+
+[[lookup]]
+type = "http"
+url = "http://localhost/users/{key}"
+on = "userID"
+max_queries = 1
+"""
+
+
+class RecordingTable:
+    """A lookup table passing everything to ``table``; records what the join expects of it."""
+
+    def __init__(self, table: object) -> None:
+        self._table = table
+        self.name = str(getattr(table, "name", ""))
+        self.expected: list[int] = []
+
+    def expect_queries(self, queries: int) -> None:
+        self.expected.append(queries)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._table, name)
+
+
+def test_pool_size_schema_and_max_queries_reach_the_built_tables(data_dir: Path) -> None:
+    spec = load(write_job(data_dir, JOB.replace(LOOKUP, SERVER_LOOKUPS)))
+    pg, my, rd, http = spec.lookups
+    assert (pg.schema, pg.pool_size, pg.max_queries) == ("public", 4, 3)
+    assert (my.schema, my.pool_size, my.max_queries) == (None, 7, None)
+    assert (rd.pool_size, rd.max_queries) == (500, None)  # no bound but >= 1 for redis
+    assert (http.pool_size, http.max_queries) == (None, 1)
+    tables: list[Any] = []
+
+    def keep(table: object) -> object:
+        tables.append(table)
+        return table
+
+    build(spec, wrap_lookup=keep)  # nothing connects
+    assert tables[0].pool_size == 4
+    assert tables[0].name == "postgres://u@db:5432/app/public.dim_user"
+    assert tables[1].statistics().pool_size == 7
+    assert tables[2].statistics().pool_size == 500
+    text = describe(spec)
+    assert "table public.dim_user key user_id" in text
+    assert "; max_queries 3; pool_size 4" in text
+    assert "lookup[1]  mysql <dsn> table dim_user key user_id;" in text
+    assert "; pool_size 7" in text
+    assert "; max_queries 1" in text
+    assert "secret" not in text
+
+
+async def test_max_queries_reaches_the_lookup_join(data_dir: Path) -> None:
+    recorders: list[RecordingTable] = []
+
+    def record(table: object) -> RecordingTable:
+        recorders.append(RecordingTable(table))
+        return recorders[-1]
+
+    text = JOB.replace("capacity = 10", "capacity = 10\nmax_queries = 3")
+    result = await build(load(write_job(data_dir, text)), wrap_lookup=record).execute_async()
+    assert (result.events_in, result.events_out, result.errors) == (5, 4, 1)
+    assert recorders[0].expected == [3]  # what the join sizes a connection pool from
+    await build(load(write_job(data_dir)), wrap_lookup=record).execute_async()
+    assert recorders[1].expected == [2]  # the join's default when batching
+
+
+@pytest.mark.parametrize("lookup", [LOOKUP, PG_LOOKUP, MYSQL_LOOKUP, REDIS_LOOKUP, HTTP_LOOKUP])
+def test_every_lookup_type_takes_max_queries(data_dir: Path, lookup: str) -> None:
+    spec = load(write_job(data_dir, JOB.replace(LOOKUP, f"{lookup}max_queries = 5\n")))
+    assert spec.lookups[0].max_queries == 5
+    assert f'type = "{spec.lookups[0].type}"' in lookup
+
+
+@pytest.mark.parametrize(
+    ("lookup", "line", "problem"),
+    [
+        (LOOKUP, "max_queries = 0", "max_queries: must be >= 1, got 0"),
+        (PG_LOOKUP, "max_queries = -1", "max_queries: must be >= 1, got -1"),
+        (PG_LOOKUP, 'max_queries = "3"', "max_queries: expected an integer, got string '3'"),
+        (HTTP_LOOKUP, "max_queries = true", "max_queries: expected an integer, got boolean True"),
+        (REDIS_LOOKUP, "max_queries = 2.5", "max_queries: expected an integer, got float 2.5"),
+        (PG_LOOKUP, "pool_size = 0", "pool_size: must be within [1, 100], got 0"),
+        (PG_LOOKUP, "pool_size = -1", "pool_size: must be within [1, 100], got -1"),
+        (PG_LOOKUP, "pool_size = 101", "pool_size: must be within [1, 100], got 101"),
+        (PG_LOOKUP, 'pool_size = "3"', "pool_size: expected an integer, got string '3'"),
+        (PG_LOOKUP, "pool_size = true", "pool_size: expected an integer, got boolean True"),
+        (PG_LOOKUP, "pool_size = 4.0", "pool_size: expected an integer, got float 4.0"),
+        (MYSQL_LOOKUP, "pool_size = 0", "pool_size: must be >= 1, got 0"),
+        (MYSQL_LOOKUP, "pool_size = 1.5", "pool_size: expected an integer, got float 1.5"),
+        (REDIS_LOOKUP, "pool_size = -1", "pool_size: must be >= 1, got -1"),
+        (REDIS_LOOKUP, "pool_size = false", "pool_size: expected an integer, got boolean False"),
+        (PG_LOOKUP, 'schema = ""', "schema: must not be empty"),
+        (PG_LOOKUP, "schema = 5", "schema: expected a string, got integer 5"),
+        (PG_LOOKUP, 'schema = "a\\u0000b"', "schema: must not contain a NUL character"),
+        (
+            MYSQL_LOOKUP,
+            'schema = "public"',
+            "schema: not used by lookup type 'mysql' (it takes dsn, table, key, pool_size)",
+        ),
+        (
+            REDIS_LOOKUP,
+            'schema = "public"',
+            "schema: not used by lookup type 'redis' (it takes url, key_prefix, value, pool_size)",
+        ),
+        (
+            LOOKUP,
+            "pool_size = 4",
+            "pool_size: not used by lookup type 'sqlite' (it takes path, table, key)",
+        ),
+        (
+            HTTP_LOOKUP,
+            "pool_size = 4",
+            "pool_size: not used by lookup type 'http' (it takes url, method)",
+        ),
+    ],
+)
+def test_bad_max_queries_pool_size_or_schema(
+    data_dir: Path, lookup: str, line: str, problem: str
+) -> None:
+    message = config_error(data_dir, JOB.replace(LOOKUP, f"{lookup}{line}\n"))
+    assert message == f"{data_dir / 'job.toml'}: lookup[0].{problem}"
+
+
+@pytest.mark.parametrize(
+    ("lookup", "pool_size"),
+    [(PG_LOOKUP, 1), (PG_LOOKUP, 100), (PG_LOOKUP, 101), (MYSQL_LOOKUP, 1000), (REDIS_LOOKUP, 1)],
+)
+def test_pool_size_limits_are_the_factories(data_dir: Path, lookup: str, pool_size: int) -> None:
+    """A pool_size passes validation exactly when its lookup factory takes it."""
+    from asyncwait import lookups
+
+    text = JOB.replace(LOOKUP, f"{lookup}pool_size = {pool_size}\n")
+    try:
+        spec = load(write_job(data_dir, text))
+    except ConfigError:
+        spec = None
+    lk = parse(JOB.replace(LOOKUP, lookup), file=data_dir / "job.toml").lookups[0]
+    target = lk.dsn if lk.type != "redis" else lk.url
+    options = {"table": lk.table, "key": lk.key} if lk.type != "redis" else {}
+    try:
+        getattr(lookups, lk.type)(target, pool_size=pool_size, **options)
+    except ConfigError:
+        assert spec is None
+    else:
+        assert spec is not None
+        assert spec.lookups[0].pool_size == pool_size

@@ -11,7 +11,9 @@ The layout (every table but ``[source]`` and ``[sink]`` is optional)::
     [source]              type = jsonl | csv | stdin, path
     [source.watermarks]   timestamp_field, timestamp_format, max_out_of_orderness_ms
     [[lookup]]            type, path | dsn | url, table, key, on, columns, how, mode,
-                          capacity, timeout, cache = {...}, retry = {...}
+                          capacity, timeout, cache = {...}, retry = {...},
+                          max_batch_size, max_batch_wait, max_queries,
+                          schema, pool_size, key_prefix, value, method (by type)
     [sink]                type = jsonl | csv | stdout, path
     [checkpoint]          interval, dir
     [errors]              path, max_errors

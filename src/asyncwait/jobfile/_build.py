@@ -165,7 +165,8 @@ def _describe_lookup(lk: LookupSpec) -> str:
         target = _without_secrets(str(target))
     what = f"{lk.type} {target}"
     if lk.table:
-        what += f" table {lk.table} key {lk.key}"
+        table = lk.table if lk.schema is None else f"{lk.schema}.{lk.table}"
+        what += f" table {table} key {lk.key}"
     cols = ", ".join(lk.columns) if lk.columns else "all columns"
     opts = [
         f"{lk.how} join on {lk.on!r} -> {cols}",
@@ -185,6 +186,10 @@ def _describe_lookup(lk: LookupSpec) -> str:
     if lk.max_batch_size is not None or lk.max_batch_wait:
         size = "default" if lk.max_batch_size is None else lk.max_batch_size
         opts.append(f"batches of {size} keys, waiting {lk.max_batch_wait:g} s")
+    if lk.max_queries is not None:
+        opts.append(f"max_queries {lk.max_queries}")
+    if lk.pool_size is not None:
+        opts.append(f"pool_size {lk.pool_size}")
     return f"{what}; {'; '.join(opts)}"
 
 
@@ -291,6 +296,7 @@ def build(
             capacity=lk.capacity,
             max_batch_size=lk.max_batch_size,
             max_batch_wait=lk.max_batch_wait,
+            max_queries=lk.max_queries,
             timeout=lk.timeout,
             retry=NO_RETRY if lk.retry is None else lk.retry.strategy,
             name=f"lookup[{i}]:{lk.table or lk.type}",
@@ -317,10 +323,26 @@ def _lookup_table(spec: JobSpec, index: int, lk: LookupSpec) -> Any:
     try:
         if lk.type == "sqlite":
             return factory(lk.path, table=lk.table, key=lk.key, columns=lk.columns)
-        if lk.type in ("postgres", "mysql"):
-            return factory(lk.dsn, table=lk.table, key=lk.key, columns=lk.columns)
+        if lk.type == "postgres":
+            return factory(
+                lk.dsn,
+                table=lk.table,
+                key=lk.key,
+                columns=lk.columns,
+                schema=lk.schema,
+                pool_size=lk.pool_size,
+            )
+        if lk.type == "mysql":
+            return factory(
+                lk.dsn, table=lk.table, key=lk.key, columns=lk.columns, pool_size=lk.pool_size
+            )
         if lk.type == "redis":
-            return factory(lk.url, key_prefix=lk.key_prefix or "", value=lk.value or "hash")
+            return factory(
+                lk.url,
+                key_prefix=lk.key_prefix or "",
+                value=lk.value or "hash",
+                pool_size=lk.pool_size,
+            )
         return factory(lk.url, method=lk.method or "GET")
     except ImportError as exc:
         msg = (

@@ -35,15 +35,17 @@ _MODES: Final = tuple(m.value for m in OutputMode)
 # Fields every lookup accepts, then those of each type (True: required).
 _LOOKUP_COMMON: Final = (
     "type", "on", "columns", "how", "mode", "capacity", "timeout", "cache",
-    "max_batch_size", "max_batch_wait",
+    "max_batch_size", "max_batch_wait", "max_queries",
 )  # fmt: skip
 _LOOKUP_FIELDS: Final[dict[str, dict[str, bool]]] = {
     "sqlite": {"path": True, "table": True, "key": True},
-    "postgres": {"dsn": True, "table": True, "key": True},
-    "mysql": {"dsn": True, "table": True, "key": True},
-    "redis": {"url": True, "key_prefix": False, "value": False},
+    "postgres": {"dsn": True, "table": True, "key": True, "schema": False, "pool_size": False},
+    "mysql": {"dsn": True, "table": True, "key": True, "pool_size": False},
+    "redis": {"url": True, "key_prefix": False, "value": False, "pool_size": False},
     "http": {"url": True, "method": False},
 }
+# The largest pool_size each factory accepts (lookups.postgres: 1..100); absent: no bound.
+_MAX_POOL_SIZE: Final[dict[str, int]] = {"postgres": 100}
 
 
 def _kind(value: object) -> str:
@@ -115,12 +117,16 @@ class _Table:
             self.fail(self.field(key), "must not be empty")
         return value
 
-    def integer(self, key: str, *, minimum: int, required: bool = False) -> Any:
+    def integer(
+        self, key: str, *, minimum: int, maximum: int | None = None, required: bool = False
+    ) -> Any:
         if not required and key not in self.data:
             return None
         value = self.required(key)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(self.field(key), f"expected an integer, got {_kind(value)} {value!r}")
+        if maximum is not None and not minimum <= value <= maximum:
+            self.fail(self.field(key), f"must be within [{minimum}, {maximum}], got {value}")
         if value < minimum:
             self.fail(self.field(key), f"must be >= {minimum}, got {value}")
         return value
@@ -291,8 +297,12 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
     for key, required in specific.items():
         if key == "path":
             values[key] = lk.path(key, required=required, must_exist=True)
+        elif key == "pool_size":
+            values[key] = lk.integer(key, minimum=1, maximum=_MAX_POOL_SIZE.get(type_))
         else:
             values[key] = lk.text(key, required=required, allow_empty=key == "key_prefix")
+    if values.get("schema") is not None and "\x00" in values["schema"]:
+        lk.fail(lk.field("schema"), "must not contain a NUL character")
     if type_ == "redis" and values["value"] is not None:
         lk.text("value", choices=("hash", "json"))
     if type_ == "http":
@@ -313,6 +323,7 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
         retry=_retry(lk),
         max_batch_size=lk.integer("max_batch_size", minimum=1),
         max_batch_wait=lk.number("max_batch_wait", minimum=0.0) or 0.0,
+        max_queries=lk.integer("max_queries", minimum=1),
         **values,
     )
 

@@ -126,6 +126,10 @@ class LookupSpec:
         method: http only: the request method.
         max_batch_size: the most keys per batched query (``None``: the join's default).
         max_batch_wait: seconds a new batch waits for more keys (0: none).
+        max_queries: the most queries in flight at once (``None``: the join's default).
+        schema: postgres only: the table's schema (``None``: the search path).
+        pool_size: postgres, mysql and redis only: the most connections (``None``: sized by
+            the join).
     """
 
     type: LookupType
@@ -147,6 +151,9 @@ class LookupSpec:
     method: str | None = None
     max_batch_size: int | None = None
     max_batch_wait: float = 0.0
+    max_queries: int | None = None
+    schema: str | None = None
+    pool_size: int | None = None
 
 
 @final
