@@ -716,10 +716,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             return
         else:
             if type(outcome) is list:
-                if self._retry.on_result is None:
-                    self._settle(entry, _DONE, outcome)  # a fresh list: no copy needed
-                else:
-                    self._on_result(entry, outcome)
+                self._on_fresh_result(entry, outcome)
             else:
                 entry.task = outcome  # the pending call's handle: _revoke cancels it
         finally:
@@ -733,14 +730,18 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             return  # revoked (timed out) or closed meanwhile
         entry.task = None
         if exc is None:
-            if type(outputs) is list and self._retry.on_result is None:
-                self._settle(entry, _DONE, outputs)  # a fresh list: no copy needed
-            else:
-                self._on_result(entry, outputs)
+            self._on_fresh_result(entry, outputs)
         elif isinstance(exc, Exception):
             self._on_exception(entry, exc)
         else:
             self._fail(entry, exc)
+
+    def _on_fresh_result(self, entry: QueueEntry, outputs: list[Any]) -> None:
+        """``_on_result`` for the callback form, whose output lists are new: no copy needed."""
+        if self._retry.on_result is None:
+            self._settle(entry, _DONE, outputs)
+        else:
+            self._on_result(entry, outputs)
 
     def _revoke(self, entry: QueueEntry) -> None:
         """Stop ``entry``'s running call or pending retry; any late result is ignored."""
