@@ -28,7 +28,7 @@ from ._steps import FilterStep, FlatMapStep, MapStep, Rejected, Step
 from ._stream import AsyncSpec, Pipeline, StepSpec
 from .elements import Record, StreamElement, Watermark
 from .errors import AsyncFunctionError, BadInputError, ConfigError
-from .operator import AsyncWaitOperator, OutputMode
+from .operator import AsyncWaitOperator
 from .runtime import JobProgress, JobResult, OperatorSummary
 from .sinks import Sink
 from .sources import Source
@@ -195,10 +195,6 @@ class _OperatorStage(_Stage):
         self.inp = inp
         self.out = out
         self.op: AsyncWaitOperator[Any, Any] = spec.operator(spec.function)
-        self.op._reject_bad_input = _rejection
-        self.op._sync_emit = True  # see emit()
-        # KEY_ORDERED: a key that is bad input must not reach the operator (it would fail).
-        self.precheck = spec.key if spec.mode is OutputMode.KEY_ORDERED else None
         self.reject = job.rejecter(pipeline, spec.name)
         self.sourced = sourced
         # From the checkpoint resumed: the operator's inputs (after this stage's steps), and
@@ -274,7 +270,7 @@ class _OperatorStage(_Stage):
         if phase is _IDLE:
             return  # run() waits in get(): the barrier comes out there, in order
         if phase is _FEEDING:
-            blocked = self.op._blocked  # the element waiting for admission, already saved
+            blocked = self.op.waiting_element  # already part of its snapshot
             batch = self._batch
             at = next((i for i, e in enumerate(batch) if e is blocked), None)
             if at is None:
@@ -343,22 +339,15 @@ class _OperatorStage(_Stage):
     async def _feed(self, batch: list[StreamElement]) -> None:
         op = self.op
         offer, process_element, process_watermark = (
-            op._offer,
+            op.offer,
             op.process_element,
             op.process_watermark,
         )
-        precheck = self.precheck
         elements: list[Any] = batch
         for element in elements:
             if type(element) is Watermark:
                 await process_watermark(element)
                 continue
-            if precheck is not None:
-                try:
-                    precheck(element.value)
-                except BadInputError as exc:
-                    self.reject(exc, element)
-                    continue
             if not offer(element):
                 await process_element(element)  # full: wait for a slot
 
@@ -661,7 +650,8 @@ class Job:
                 stage.restore(state)
         for stage in self.stages:
             if isinstance(stage, _OperatorStage):
-                await stage.op.open(stage.emit)
+                # emit() never returns an awaitable (see there); bad input is routed aside.
+                await stage.op.open(stage.emit, sync_emit=True, on_bad_input=_rejection)
         for stage in self.stages:
             if isinstance(stage, _SinkStage):
                 if config is not None:

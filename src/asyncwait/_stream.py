@@ -6,12 +6,11 @@ Private: ``DataStream`` is re-exported by :mod:`asyncwait.runtime`, whose
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
-from .errors import BadInputError, ConfigError, _short_repr
+from .errors import ConfigError
 from .function import AsyncFunction
 from .operator import AsyncWaitOperator, OutputMode
 from .retry import NO_RETRY, RetryStrategy
@@ -80,28 +79,6 @@ def _output_mode(mode: OutputMode | str) -> OutputMode:
         msg = f"mode must be an OutputMode or one of {sorted(_MODES)}, got {mode!r}"
         raise ConfigError(msg)
     return found
-
-
-def _join_key(on: Callable[[Any], Hashable] | str) -> Callable[[Any], Hashable]:
-    """``on`` as a key function whose failures are bad input (the join's own rule)."""
-    getter = operator.itemgetter(on) if isinstance(on, str) else on
-    if not callable(getter):
-        msg = f"lookup_join: on must be a callable or a field name, got {on!r}"
-        raise TypeError(msg)
-
-    def key(event: Any) -> Hashable:
-        try:
-            value = getter(event)
-            hash(value)
-        except (KeyError, TypeError, IndexError, AttributeError) as exc:
-            msg = (
-                f"cannot take the join key of event {_short_repr(event)}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            raise BadInputError(msg) from exc
-        return value
-
-    return key
 
 
 @final
@@ -301,7 +278,8 @@ class DataStream(Generic[T]):
             max_batch_wait=max_batch_wait,
             max_queries=max_queries,
         )
-        key = _join_key(on) if output_mode is OutputMode.KEY_ORDERED else None
+        # KEY_ORDERED orders by the join key, which the join takes once per event.
+        key = function.key_of if output_mode is OutputMode.KEY_ORDERED else None
         return self._async(
             "lookup_join", function, output_mode, capacity, timeout, retry, key, name
         )

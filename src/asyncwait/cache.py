@@ -181,7 +181,7 @@ class LruCache:
         self._entries: OrderedDict[Hashable, tuple[Row | None, float]] = OrderedDict()
         self._clock: Callable[[], float] | None = None
         self._hits = self._misses = self._loads = self._evictions = self._expirations = 0
-        metrics._count_from(self._counters)  # cache_hits, cache_misses
+        metrics.count_from(self._counters)  # cache_hits, cache_misses
 
     async def open(self) -> None:
         self._clock = asyncio.get_running_loop().time
@@ -210,18 +210,6 @@ class LruCache:
             self._metrics.set_gauge("cache_size", len(entries))
         self._misses += 1
         return MISS
-
-    def _peek(self, key: Hashable) -> Row | Miss | None:
-        """``get``, except that a miss is not counted: the caller then asks ``get``."""
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is not None:
-            row, expires = entry
-            if expires == _NEVER or expires > (self._clock or self._now)():
-                entries.move_to_end(key)
-                self._hits += 1
-                return row
-        return MISS  # an expired entry is dropped (and counted) by the get that follows
 
     def _counters(self) -> dict[str, int]:
         return {"cache_hits": self._hits, "cache_misses": self._misses}
@@ -343,7 +331,7 @@ class FullCache:
         self._snapshot: dict[Hashable, Row] = {}  # replaced whole, never mutated
         self._task: asyncio.Task[None] | None = None  # the reloader, while open
         self._hits = self._misses = self._loads = self._load_errors = 0
-        metrics._count_from(self._counters)  # cache_hits, cache_misses
+        metrics.count_from(self._counters)  # cache_hits, cache_misses
 
     async def open(self) -> None:
         await self.reload()
@@ -398,8 +386,6 @@ class FullCache:
         else:
             self._hits += 1
         return row
-
-    _peek = get  # every key is answered: a miss is "no row", final
 
     def _counters(self) -> dict[str, int]:
         return {"cache_hits": self._hits, "cache_misses": self._misses}

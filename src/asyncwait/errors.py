@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._reprs import short_repr
+
 if TYPE_CHECKING:
     from .elements import Record
 
@@ -32,15 +34,8 @@ __all__ = (
     "InternalError",
 )
 
-_REPR_LIMIT = 200
-
-
-def _short_repr(value: object) -> str:
-    """Return ``repr(value)`` cut to a length that keeps error messages readable."""
-    text = repr(value)
-    if len(text) > _REPR_LIMIT:
-        text = text[: _REPR_LIMIT - 3] + "..."
-    return text
+# The old private name, still used by modules not yet moved to short_repr.
+_short_repr = short_repr
 
 
 class AsyncWaitError(Exception):

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
-import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, final, runtime_checkable
 
 from .errors import AsyncTimeoutError, ClosedError
 from .metrics import Metrics
 
-__all__ = ("AsyncFunction", "RuntimeContext", "threaded")
+__all__ = ("AsyncFunction", "CallbackFunction", "Deliver", "Pending", "RuntimeContext", "threaded")
 
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
@@ -73,73 +71,56 @@ class AsyncFunction(Generic[IN, OUT]):
         raise AsyncTimeoutError(msg)
 
 
-def _default_timeout(value: object) -> Iterable[Any]:
-    msg = f"async call on {value!r} timed out"
-    raise AsyncTimeoutError(msg)
+class Pending(Protocol):
+    """A call of the callback form that has not completed yet (see :class:`CallbackFunction`).
+
+    The caller sets :attr:`token` right after ``start_call`` returns the handle; the function's
+    ``deliver`` call hands the handle back, so the caller finds its own record of the call
+    through the token.
+    """
+
+    token: Any
+
+    def cancel(self) -> None:
+        """Withdraw the call: ``deliver`` is not called for it afterwards."""
+        ...
 
 
-async def _no_op(*_args: object) -> None:
-    return None
+Deliver: TypeAlias = Callable[[Pending, "list[Any] | None", "BaseException | None"], None]
+"""``deliver(handle, outputs, error)``: the outcome of a pending call (one of the two set)."""
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class _Adapted:
-    """A user function reduced to what the operator calls on the hot path."""
+@runtime_checkable
+class CallbackFunction(Protocol):
+    """The callback form of an async function: no coroutine, future or task per call.
 
-    invoke: Callable[[Any], Awaitable[Any]]
-    on_timeout: Callable[[Any], Any]
-    open: Callable[[RuntimeContext], Awaitable[None]]
-    close: Callable[[], Awaitable[None]]
-    single: bool  # True: the result is one output, not an iterable of outputs
-    label: str
-    # A function's callback form of `invoke`, when it has one (see LookupJoin._invoke_nowait):
-    # submit(value, token, deliver) returns the outputs now, or a handle with cancel() and
-    # later calls deliver(token, handle, outputs, error).
-    submit: Callable[[Any, Any, Callable[..., None]], Any] | None = None
-    # Its outputs for a value when they are known without waiting (a cache hit), else None;
-    # never raises (a value it cannot handle gets None, and `submit` raises for it).
-    try_now: Callable[[Any], list[Any] | None] | None = None
+    A function that can answer many calls from one piece of I/O (the lookup join: one batched
+    query answers a hundred lookups) implements it next to ``async_invoke``, and the operator
+    uses it instead. Contract:
 
+    * ``start_call(value, deliver)`` returns the outputs when they are known at once (a
+      cache hit), or a :class:`Pending` handle; later it calls ``deliver(handle, outputs,
+      None)`` or ``deliver(handle, None, error)`` exactly once, never before it has returned
+      and never after ``handle.cancel()``. It raises what ``async_invoke`` would raise before
+      its first await (e.g. :class:`~asyncwait.BadInputError` for a value without a key).
+    * ``key_of(value)`` returns the call's key (for a lookup join: the join key), raising
+      ``BadInputError`` for a value without one; ``start_keyed(key, value, deliver)`` is
+      ``start_call`` with that key already taken. A ``KEY_ORDERED`` operator whose key is
+      this ``key_of`` orders by it and takes it once per element.
+    * All three run on the event loop that opened the function; they never block or await.
+    """
 
-def _adapt(function: object) -> _Adapted:
-    """Turn an AsyncFunction, an object shaped like one, or a plain async callable into calls."""
-    invoke = getattr(function, "async_invoke", None)
-    if invoke is not None and callable(invoke):
-        label = type(function).__qualname__
-        return _Adapted(
-            invoke=invoke,
-            on_timeout=getattr(function, "timeout", _default_timeout),
-            open=getattr(function, "open", _no_op),
-            close=getattr(function, "close", _no_op),
-            single=False,
-            label=label,
-            submit=getattr(function, "_invoke_nowait", None),
-            try_now=getattr(function, "_try_now", None),
-        )
-    if not callable(function):
-        msg = (
-            "function must be an AsyncFunction or an async callable "
-            f"(async def f(value)), got {function!r}"
-        )
-        raise TypeError(msg)
-    target = function.func if isinstance(function, functools.partial) else function
-    call = getattr(target, "__call__", None)  # noqa: B004 - an instance with an async __call__
-    if not (inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)):
-        msg = (
-            f"function {function!r} is not async: pass an `async def` function, an "
-            "AsyncFunction, or wrap a blocking function with asyncwait.threaded(fn)"
-        )
-        raise TypeError(msg)
-    label = getattr(function, "__qualname__", None) or type(function).__qualname__
-    return _Adapted(
-        invoke=function,
-        on_timeout=_default_timeout,
-        open=_no_op,
-        close=_no_op,
-        single=True,
-        label=label,
-    )
+    def key_of(self, value: Any) -> Hashable:
+        """Return the key of ``value``; raise ``BadInputError`` when it has none."""
+        ...
+
+    def start_call(self, value: Any, deliver: Deliver) -> list[Any] | Pending:
+        """Start the call for ``value``: its outputs now, or a handle."""
+        ...
+
+    def start_keyed(self, key: Hashable, value: Any, deliver: Deliver) -> list[Any] | Pending:
+        """``start_call`` for a value whose key (``key_of(value)``) is ``key``."""
+        ...
 
 
 @final

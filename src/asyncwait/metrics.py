@@ -80,7 +80,7 @@ class Metrics:
         self.name = name
         self._counters: dict[str, int] = {}
         self._gauges: dict[str, float] = {}
-        # Counters kept elsewhere and read only when asked (see _count_from).
+        # Counters kept elsewhere and read only when asked (see count_from).
         self._sources: list[Callable[[], Mapping[str, int]]] = []
         self.latency = Histogram()
 
@@ -95,7 +95,7 @@ class Metrics:
             value += source().get(counter, 0)
         return value
 
-    def _count_from(self, source: Callable[[], Mapping[str, int]]) -> None:
+    def count_from(self, source: Callable[[], Mapping[str, int]]) -> None:
         """Add the counters ``source()`` returns to this object's, whenever they are read.
 
         For counters bumped on every element (a cache's hits): their owner keeps them in

@@ -5,6 +5,7 @@ decides *what* may be invoked and *what* may be emitted; it never awaits, starts
 reads a clock, so it can be tested without an event loop. The operator owns the I/O.
 
     put(entry)        admit an entry; True when the entry may be invoked right away
+    can_start(key)    whether an entry of ``key`` admitted now would be invoked right away
     complete(entry)   the entry reached a final state; returns an entry that may now start
     pop_completed()   the next entry that may be emitted, or None
     entries()         every held entry in input order (for snapshots)
@@ -162,6 +163,10 @@ class ElementQueue(Protocol):
         """Note that ``entry`` timed out before its turn: it must never start."""
         ...
 
+    def can_start(self, key: Hashable) -> bool:
+        """True when a record of ``key`` admitted now would be invoked at once."""
+        ...
+
     def can_pass(self, key: Hashable) -> bool:
         """True when a record of ``key`` completed at admission could leave at once.
 
@@ -211,6 +216,9 @@ class OrderedQueue:
         if entries and entries[0].final:
             return entries.popleft()
         return None
+
+    def can_start(self, key: Hashable) -> bool:
+        return True
 
     def can_pass(self, key: Hashable) -> bool:
         return not self._entries
@@ -305,6 +313,9 @@ class UnorderedQueue:
             segments.popleft()  # an empty record segment before a watermark
         return None
 
+    def can_start(self, key: Hashable) -> bool:
+        return True
+
     def can_pass(self, key: Hashable) -> bool:
         # No watermark held ahead, and no completed record waiting to leave.
         segments = self._segments
@@ -382,6 +393,9 @@ class KeyOrderedQueue(UnorderedQueue):
             del self._waiting[key]
         del self._active[key]
         return None
+
+    def can_start(self, key: Hashable) -> bool:
+        return key not in self._active
 
     def can_pass(self, key: Hashable) -> bool:
         return key not in self._active and key not in self._waiting and super().can_pass(key)

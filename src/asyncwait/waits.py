@@ -61,15 +61,15 @@ class _Channel:
 
 async def _feed(operator: AsyncWaitOperator[Any, Any], source: Any, channel: _Channel) -> None:
     try:
-        put_nowait = operator._put_value_nowait
+        offer, process = operator.offer_value, operator.process_value
         if isinstance(source, AsyncIterable):
             async for value in source:
-                if not put_nowait(value):
-                    await operator._put_value(value)
+                if not offer(value):
+                    await process(value)
         else:
             for value in source:
-                if not put_nowait(value):
-                    await operator._put_value(value)
+                if not offer(value):
+                    await process(value)
         await operator.end_input()
     finally:
         channel.wake()
@@ -96,7 +96,7 @@ async def _run(
     channel = _Channel(loop, limit=max(2 * capacity, 64))
     feeder: asyncio.Task[None] | None = None
     try:
-        await operator._open_values(channel.emit)
+        await operator.open(channel.emit, values=True)
         feeder = loop.create_task(_feed(operator, source, channel))
         buffer = channel.buffer
         while True:

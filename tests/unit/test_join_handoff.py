@@ -1,4 +1,4 @@
-"""The operator's callback path into a lookup join (``LookupJoin._invoke_nowait``).
+"""The operator's callback path into a lookup join (``LookupJoin.start_call``).
 
 Inside an operator a lookup join hands its outcomes to the operator through a callback
 instead of a coroutine per element; the other join tests mostly call ``async_invoke``
@@ -311,25 +311,17 @@ async def feed_like_the_runtime(
     join = LookupJoin(table, on="userID", cache=cache.lru(4, miss_ttl=60))
     key = (lambda e: e["userID"]) if mode is OutputMode.KEY_ORDERED else None
     op: AsyncWaitOperator[Any, Any] = AsyncWaitOperator(join, mode=mode, capacity=capacity, key=key)
-    op._sync_emit = fast  # what the runtime sets: enables passing cache hits straight through
-    passed = 0
-    original = op._pass
-
-    def counting_pass(record: Record[Any], outputs: list[Any]) -> None:
-        nonlocal passed
-        passed += 1
-        original(record, outputs)
-
-    op._pass = counting_pass  # type: ignore[method-assign]
     out: list[StreamElement] = []
-    await op.open(out.append)
+    # sync_emit: what the runtime sets; enables passing cache hits straight through
+    await op.open(out.append, sync_emit=fast)
     for item in items:
         if isinstance(item, Watermark):
             await op.process_watermark(item)
-        elif not op._offer(item):
+        elif not op.offer(item):
             await op.process_element(item)
     await op.end_input()
     stats = join.statistics().cache
+    passed = op.statistics().passed
     await op.close()
     assert stats is not None
     records = sum(1 for item in items if isinstance(item, Record))
@@ -371,27 +363,20 @@ def test_passing_cache_hits_through_changes_nothing_downstream_sees(
 async def test_a_hit_with_nothing_ahead_passes_through_without_a_slot() -> None:
     join = LookupJoin(Table(), on="userID", cache=cache.lru(10))
     op: AsyncWaitOperator[Any, Any] = AsyncWaitOperator(join, mode=OutputMode.ORDERED, capacity=1)
-    op._sync_emit = True
-    passed: list[Any] = []
-    original = op._pass
-
-    def counting_pass(record: Record[Any], outputs: list[Any]) -> None:
-        passed.append(record.value["n"])
-        original(record, outputs)
-
-    op._pass = counting_pass  # type: ignore[method-assign]
     out: list[StreamElement] = []
-    await op.open(out.append)
-    assert op._offer(Record(event("user_1", 0), 0))  # a miss: holds the only slot
+    await op.open(out.append, sync_emit=True)
+    assert op.offer(Record(event("user_1", 0), 0))  # a miss: holds the only slot
     assert op.statistics().queued == 1
     await settle()  # answered and emitted
+    assert op.statistics().passed == 0
     for i in range(1, 4):  # hits: emitted at once, the slot stays free
-        assert op._offer(Record(event("user_1", i), i))
+        assert op.offer(Record(event("user_1", i), i))
         assert op.statistics().queued == 0
+        assert op.statistics().passed == i
+        assert out[-1] == Record(enriched("user_1", i), i)
     await op.end_input()
     await op.close()
     assert out == [Record(enriched("user_1", i), i) for i in range(4)]
-    assert passed == [1, 2, 3]
     assert op.statistics().emitted == 4
 
 

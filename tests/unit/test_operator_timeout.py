@@ -378,7 +378,7 @@ async def test_deadlines_of_completed_elements_behind_a_slow_head_are_dropped(
     longest = 0
     for value in range(5_000):
         await op.process_element(Record(value))
-        longest = max(longest, len(op._deadlines))
+        longest = max(longest, op._outcomes.deadlines_held())
     assert longest <= 2 * 10 + 16 + 1
     head.set()
     await op.end_input()

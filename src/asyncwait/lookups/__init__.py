@@ -13,6 +13,7 @@ and the network connectors (postgres, mysql, redis, http) import their driver on
 from __future__ import annotations
 
 from ._base import LookupTable as LookupTable
+from ._base import PooledTable as PooledTable
 from ._base import Row as Row
 from ._http import HttpStatistics as HttpStatistics
 from ._http import HttpStatusError as HttpStatusError
@@ -41,6 +42,7 @@ __all__ = (
     "LookupTable",
     "MysqlStatistics",
     "MysqlTable",
+    "PooledTable",
     "PostgresStatistics",
     "PostgresTable",
     "RedisStatistics",

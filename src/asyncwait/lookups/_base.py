@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Hashable, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ..errors import ConfigError
 
-__all__ = ("LookupTable", "Row", "TableState", "check_identifiers", "quote_identifier")
+__all__ = (
+    "LookupTable",
+    "PooledTable",
+    "Row",
+    "TableState",
+    "check_identifiers",
+    "quote_identifier",
+)
 
 Row: TypeAlias = dict[str, Any]
 """One row of a lookup table: column name -> value."""
@@ -67,6 +74,19 @@ class LookupTable(Protocol):
 
     def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
         """Iterate over every row of the table as ``(key, row)``."""
+        ...
+
+
+@runtime_checkable
+class PooledTable(LookupTable, Protocol):
+    """A lookup table with a connection pool sized from the join's concurrency.
+
+    A lookup join calls ``expect_queries(n)`` before ``open()`` with the most queries it
+    keeps in flight, so the table can size its pool to serve them all at once.
+    """
+
+    def expect_queries(self, queries: int) -> None:
+        """Size the pool for ``queries`` queries in flight (called before ``open``)."""
         ...
 
 

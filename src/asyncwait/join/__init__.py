@@ -1,0 +1,42 @@
+"""The lookup join: enrich each event with the row of its key from a lookup table.
+
+The dimension-table join of the seed scenario: browse events
+``{"userID": "user_1", "eventType": "browse", ...}`` joined with ``dim_user`` by user id give
+``{..., "age": 22}``. :class:`LookupJoin` is an :class:`~asyncwait.AsyncFunction`, so the
+operator running it decides ordering, capacity, timeouts and retries.
+
+Life of one lookup::
+
+    event ─on(event)─► key ─cache.get─► hit ──────────────────────────────────────► output
+                                 │
+                                 └─ MISS ─► key in flight? ─yes─► wait for its answer ─► output
+                                               │ no                        ▲
+                                               ▼                           │
+                       join the batch being gathered                       │
+                       ─► (next loop iteration, or when a query slot frees)│
+                       ─► table.get(key) / table.get_many(keys) ─► cache.put
+
+Lookups of one key in flight together share one query (in-flight coalescing). Keys are
+batched: the keys missed during one loop iteration, and those missed while the previous
+query is still in flight, go out in one ``get_many`` (one round trip for up to
+``max_batch_size`` keys; over aiosqlite this lifts throughput about 3x, see
+``bench/lookups.py``). With ``max_batch_wait`` > 0 a new batch also waits up to that long
+for more keys before it is sent (sooner when full)::
+
+    key A misses ─► new batch [A] ─ timer max_batch_wait ─┐
+    key B misses ─► [A, B]                                ├─► sent when the timer fires,
+    key C misses ─► [A, B, C] ...                         │   or at once when it is full,
+                                                          ┘   and a query slot is free
+
+A failed query fails every lookup waiting for it and is not cached; a key the table cannot
+use (``BadInputError`` from ``get_many``) is retried alone, so it fails only its own lookups.
+
+Modules: ``_join`` (the join: options, lifecycle, key, cache, output, the operator's callback
+form) and ``_batcher`` (coalescing, batches, queries).
+"""
+
+from ._join import JoinStatistics as JoinStatistics
+from ._join import JoinType as JoinType
+from ._join import LookupJoin as LookupJoin
+
+__all__ = ("JoinStatistics", "JoinType", "LookupJoin")
