@@ -18,21 +18,21 @@ from ._http import HttpStatistics as HttpStatistics
 from ._http import HttpStatusError as HttpStatusError
 from ._http import HttpTable as HttpTable
 from ._http import http as http
+from ._mysql import MysqlStatistics as MysqlStatistics
+from ._mysql import MysqlTable as MysqlTable
+from ._mysql import mysql as mysql
+from ._postgres import PostgresStatistics as PostgresStatistics
+from ._postgres import PostgresTable as PostgresTable
+from ._postgres import postgres as postgres
 from ._redis import RedisStatistics as RedisStatistics
 from ._redis import RedisTable as RedisTable
 from ._redis import redis as redis
-from .mysql import MysqlStatistics as MysqlStatistics
-from .mysql import MysqlTable as MysqlTable
-from .mysql import mysql as mysql
-from .postgres import PostgresStatistics as PostgresStatistics
-from .postgres import PostgresTable as PostgresTable
-from .postgres import postgres as postgres
-from .sqlite import SqliteStatistics as SqliteStatistics
-from .sqlite import SqliteTable as SqliteTable
-from .sqlite import sqlite as sqlite
-from .threaded import ThreadedStatistics as ThreadedStatistics
-from .threaded import ThreadedTable as ThreadedTable
-from .threaded import threaded as threaded
+from ._sqlite import SqliteStatistics as SqliteStatistics
+from ._sqlite import SqliteTable as SqliteTable
+from ._sqlite import sqlite as sqlite
+from ._threaded import ThreadedStatistics as ThreadedStatistics
+from ._threaded import ThreadedTable as ThreadedTable
+from ._threaded import threaded as threaded
 
 __all__ = (
     "HttpStatistics",
