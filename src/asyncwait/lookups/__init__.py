@@ -12,10 +12,10 @@ and the network connectors (postgres, mysql, redis, http) import their driver on
 
 from __future__ import annotations
 
+from ..errors import HttpStatusError as HttpStatusError
 from ._base import LookupTable as LookupTable
 from ._base import Row as Row
 from ._http import HttpStatistics as HttpStatistics
-from ._http import HttpStatusError as HttpStatusError
 from ._http import HttpTable as HttpTable
 from ._http import http as http
 from ._mysql import MysqlStatistics as MysqlStatistics

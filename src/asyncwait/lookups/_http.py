@@ -4,7 +4,8 @@ The row for ``key`` is the JSON object the service answers at ``url_template`` w
 ``{key}`` replaced by the URL-quoted ``str(key)``: **200** with a JSON object is the row,
 **404** is a miss, **429 and 5xx** raise :class:`HttpStatusError` with ``retryable`` set
 (a retry strategy matches it with :meth:`HttpStatusError.is_retryable`), any other status
-raises it with ``retryable`` unset.
+raises it with ``retryable`` unset. The class lives in :mod:`asyncwait.errors`, with every
+other exception.
 
 ``Retry-After``: retry strategies are pure functions of the attempt number, so they cannot
 wait for as long as a server asks. The table honours the header itself: on 429/503 (any
@@ -32,13 +33,13 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from ..errors import AsyncWaitError, BadInputError, ClosedError, ConfigError, _short_repr
+from ..errors import BadInputError, ClosedError, ConfigError, HttpStatusError, _short_repr
 from ._base import Row, TableState
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ("HttpStatistics", "HttpStatusError", "HttpTable", "http")
+__all__ = ("HttpStatistics", "HttpTable", "http")
 
 _METHODS: Final = ("GET", "POST")
 # Connections unless pool_size says otherwise: the operator's default capacity.
@@ -49,51 +50,6 @@ _MAX_WAITS: Final = 5
 # Keys per request to the batch endpoint, whatever batch the caller sends.
 _BATCH_CHUNK: Final = 1000
 _MASK: Final = "***"
-
-
-class HttpStatusError(AsyncWaitError):
-    """The service answered a lookup with a status other than 200 (row) or 404 (miss).
-
-    Attributes:
-        status: the HTTP status code.
-        url: the request's URL, without credentials or query secrets.
-        retry_after: seconds the server asked to wait (its ``Retry-After`` header), or
-            ``None``.
-        retryable: ``True`` for 429 and 5xx, which a retry may cure.
-    """
-
-    def __init__(
-        self, message: str, *, status: int, url: str, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.url = url
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the status says a later attempt may succeed (429 or 5xx)."""
-        return self.status == 429 or self.status >= 500
-
-    @staticmethod
-    def is_retryable(exc: BaseException) -> bool:
-        """Retry predicate for HTTP lookups: transient failures only.
-
-        True for an :class:`HttpStatusError` that is ``retryable`` (429, 5xx) and for the
-        :class:`ConnectionError`/:class:`TimeoutError` an unreachable or silent service
-        raises; false for everything else (a 401, a malformed body, ...).
-
-        >>> from asyncwait import retry
-        >>> policy = retry.exponential_backoff(
-        ...     3, 0.1, 2.0, on_exception=HttpStatusError.is_retryable)
-        >>> HttpStatusError.is_retryable(HttpStatusError("busy", status=503, url="u"))
-        True
-        >>> HttpStatusError.is_retryable(HttpStatusError("no", status=401, url="u"))
-        False
-        """
-        if isinstance(exc, HttpStatusError):
-            return exc.retryable
-        return isinstance(exc, ConnectionError | TimeoutError)
 
 
 _State = TableState
