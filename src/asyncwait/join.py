@@ -46,7 +46,7 @@ from typing import Any, Protocol, final
 from .cache import MISS, CacheSpec, CacheStatistics
 from .errors import BadInputError, ClosedError, ConfigError, _short_repr
 from .function import AsyncFunction, RuntimeContext
-from .lookups._base import LookupTable, Row
+from .lookups._base import LookupTable, PooledTable, Row
 from .metrics import Metrics
 
 __all__ = ("JoinStatistics", "JoinType", "LookupJoin")
@@ -372,9 +372,8 @@ class LookupJoin(AsyncFunction[Any, Any]):
         # taking turns.
         self._batch_limit = min(self._max_batch, -(-context.capacity // self._max_queries))
         # A connector with a connection pool sizes it from the queries we keep in flight.
-        expect_queries = getattr(self._table, "expect_queries", None)
-        if callable(expect_queries):
-            expect_queries(self._max_queries)
+        if isinstance(self._table, PooledTable):
+            self._table.expect_queries(self._max_queries)
         await self._table.open()
         try:
             if self._cache_spec is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..errors import HttpStatusError as HttpStatusError
 from ._base import LookupTable as LookupTable
+from ._base import PooledTable as PooledTable
 from ._base import Row as Row
 from ._http import HttpStatistics as HttpStatistics
 from ._http import HttpTable as HttpTable
@@ -41,6 +42,7 @@ __all__ = (
     "LookupTable",
     "MysqlStatistics",
     "MysqlTable",
+    "PooledTable",
     "PostgresStatistics",
     "PostgresTable",
     "RedisStatistics",

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Hashable, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ..errors import ConfigError
 
-__all__ = ("LookupTable", "Row", "TableState", "check_identifiers", "quote_identifier")
+__all__ = (
+    "LookupTable",
+    "PooledTable",
+    "Row",
+    "TableState",
+    "check_identifiers",
+    "quote_identifier",
+)
 
 Row: TypeAlias = dict[str, Any]
 """One row of a lookup table: column name -> value."""
@@ -67,6 +74,22 @@ class LookupTable(Protocol):
 
     def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
         """Iterate over every row of the table as ``(key, row)``."""
+        ...
+
+
+@runtime_checkable
+class PooledTable(LookupTable, Protocol):
+    """A lookup table with a pool of connections (or threads) sized from its use.
+
+    Contract, on top of :class:`LookupTable`: a join tells the table how many queries it
+    keeps in flight, before ``open()``, so a pooled table sizes its pool: enough for those
+    queries and a full cache's ``scan``, within the table's own bound. A size the user gave
+    explicitly wins; a call after ``open()`` changes nothing. Tables without the method
+    (yours, test fakes) are used as they are.
+    """
+
+    def expect_queries(self, queries: int) -> None:
+        """Size the pool for ``queries`` concurrent queries (called before ``open()``)."""
         ...
 
 
