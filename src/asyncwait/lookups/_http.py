@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
+from .._checks import check_int, check_seconds
 from ..errors import BadInputError, ClosedError, ConfigError, HttpStatusError, _short_repr
 from ._base import Row, TableState
 
@@ -465,20 +466,6 @@ def _import_aiohttp() -> Any:
     return aiohttp
 
 
-def _check_seconds(field: str, value: object, *, allow_none: bool, allow_zero: bool) -> None:
-    if value is None and allow_none:
-        return
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        msg = f"lookups.http: {field} must be seconds {bound}, got {value!r}"
-        raise ConfigError(msg)
-
-
 def _check_url(field: str, url: object) -> SplitResult:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
@@ -571,19 +558,15 @@ def http(
     ):
         msg = "lookups.http: headers must map header names to string values"
         raise ConfigError(msg)
-    if pool_size is not None and (
-        isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
-    ):
-        msg = f"lookups.http: pool_size must be an int >= 1 or None, got {pool_size!r}"
-        raise ConfigError(msg)
+    pool_size = check_int("lookups.http", "pool_size", pool_size, optional=True)
     if authorization_env is not None and (
         not isinstance(authorization_env, str) or not authorization_env
     ):
         msg = f"lookups.http: authorization_env must name a variable, got {authorization_env!r}"
         raise ConfigError(msg)
-    _check_seconds("request_timeout", request_timeout, allow_none=True, allow_zero=False)
-    _check_seconds("connect_timeout", connect_timeout, allow_none=False, allow_zero=False)
-    _check_seconds("max_retry_after", max_retry_after, allow_none=False, allow_zero=True)
+    request_timeout = check_seconds(
+        "lookups.http", "request_timeout", request_timeout, optional=True
+    )
     return HttpTable(
         url_template,
         method=method,
@@ -591,7 +574,9 @@ def http(
         batch_url=batch_url,
         pool_size=pool_size,
         authorization_env=authorization_env,
-        request_timeout=None if request_timeout is None else float(request_timeout),
-        connect_timeout=float(connect_timeout),
-        max_retry_after=float(max_retry_after),
+        request_timeout=request_timeout,
+        connect_timeout=check_seconds("lookups.http", "connect_timeout", connect_timeout),
+        max_retry_after=check_seconds(
+            "lookups.http", "max_retry_after", max_retry_after, zero=True
+        ),
     )

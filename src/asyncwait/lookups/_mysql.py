@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .._checks import check_int
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers
 
@@ -648,9 +649,5 @@ def mysql(
     """
     parsed = _parse_dsn(dsn)
     table, key, wanted = check_identifiers("lookups.mysql", table, key, columns)
-    if pool_size is not None and (
-        isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
-    ):
-        msg = f"lookups.mysql: pool_size must be an int >= 1 or None, got {pool_size!r}"
-        raise ConfigError(msg)
+    pool_size = check_int("lookups.mysql", "pool_size", pool_size, optional=True)
     return MysqlTable(parsed, table=table, key=key, columns=wanted, pool_size=pool_size)

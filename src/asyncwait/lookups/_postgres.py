@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, final
 from urllib.parse import quote, unquote, urlsplit
 
+from .._checks import check_int, check_seconds
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers, quote_identifier
 
@@ -524,26 +525,14 @@ def postgres(
     if schema is not None and (not isinstance(schema, str) or not schema or "\x00" in schema):
         msg = f"lookups.postgres: schema must be a non-empty name or None, got {schema!r}"
         raise ConfigError(msg)
-    if pool_size is not None and (
-        isinstance(pool_size, bool)
-        or not isinstance(pool_size, int)
-        or not 1 <= pool_size <= _MAX_POOL
-    ):
-        msg = f"lookups.postgres: pool_size must be an int from 1 to {_MAX_POOL}, got {pool_size!r}"
-        raise ConfigError(msg)
-    if (
-        isinstance(connect_timeout, bool)
-        or not isinstance(connect_timeout, int | float)
-        or not connect_timeout > 0
-    ):
-        msg = f"lookups.postgres: connect_timeout must be a number > 0, got {connect_timeout!r}"
-        raise ConfigError(msg)
     return PostgresTable(
         dsn,
         table=table,
         key=key,
         columns=wanted,
         schema=schema,
-        pool_size=pool_size,
-        connect_timeout=float(connect_timeout),
+        pool_size=check_int(
+            "lookups.postgres", "pool_size", pool_size, maximum=_MAX_POOL, optional=True
+        ),
+        connect_timeout=check_seconds("lookups.postgres", "connect_timeout", connect_timeout),
     )

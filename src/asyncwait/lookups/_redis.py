@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast, final
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from .._checks import check_int, check_seconds
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState
 
@@ -474,22 +475,10 @@ def redis(
     if value not in _VALUE_FORMATS:
         msg = f"lookups.redis: value must be 'hash' or 'json', got {value!r}"
         raise ConfigError(msg)
-    if pool_size is not None and (
-        isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
-    ):
-        msg = f"lookups.redis: pool_size must be an int >= 1 or None, got {pool_size!r}"
-        raise ConfigError(msg)
-    if (
-        isinstance(connect_timeout, bool)
-        or not isinstance(connect_timeout, int | float)
-        or not connect_timeout > 0
-    ):
-        msg = f"lookups.redis: connect_timeout must be seconds > 0, got {connect_timeout!r}"
-        raise ConfigError(msg)
     return RedisTable(
         url,
         key_prefix=key_prefix,
         value=value,
-        pool_size=pool_size,
-        connect_timeout=float(connect_timeout),
+        pool_size=check_int("lookups.redis", "pool_size", pool_size, optional=True),
+        connect_timeout=check_seconds("lookups.redis", "connect_timeout", connect_timeout),
     )

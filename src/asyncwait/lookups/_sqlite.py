@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
+from .._checks import check_int
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers, quote_identifier
 
@@ -320,7 +321,5 @@ def sqlite(
         msg = f"lookups.sqlite: path must be a file path, got {path!r}"
         raise ConfigError(msg)
     table, key, wanted = check_identifiers("lookups.sqlite", table, key, columns)
-    if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
-        msg = f"lookups.sqlite: connections must be an int >= 1, got {connections!r}"
-        raise ConfigError(msg)
+    connections = check_int("lookups.sqlite", "connections", connections)
     return SqliteTable(path, table=table, key=key, columns=wanted, connections=connections)

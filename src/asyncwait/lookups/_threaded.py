@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypeVar, final
 
+from .._checks import check_int
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers
 
@@ -681,13 +682,7 @@ def threaded(
             f"got {paramstyle!r}"
         )
         raise ConfigError(msg)
-    if threads is not None and (
-        isinstance(threads, bool)
-        or not isinstance(threads, int)
-        or not 1 <= threads <= _MAX_THREADS
-    ):
-        msg = f"lookups.threaded: threads must be an int from 1 to {_MAX_THREADS}, got {threads!r}"
-        raise ConfigError(msg)
+    threads = check_int("lookups.threaded", "threads", threads, maximum=_MAX_THREADS, optional=True)
     if name is None:
         name = f"threaded:{_driver_name(connect)}/{table}"
     elif not isinstance(name, str) or not name:
