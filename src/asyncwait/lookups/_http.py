@@ -36,6 +36,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urls
 from .._checks import check_int, check_seconds
 from ..errors import BadInputError, ClosedError, ConfigError, HttpStatusError, _short_repr
 from ._base import Row, TableState
+from ._secrets import MASK, Secrets
 
 if TYPE_CHECKING:
     import aiohttp
@@ -50,7 +51,6 @@ _DEFAULT_POOL: Final = 100
 _MAX_WAITS: Final = 5
 # Keys per request to the batch endpoint, whatever batch the caller sends.
 _BATCH_CHUNK: Final = 1000
-_MASK: Final = "***"
 
 
 _State = TableState
@@ -117,10 +117,12 @@ class HttpTable:
         if batch_url is None:
             self._batch_url: str | None = None
             self._shown_batch = ""
+            self._secrets = Secrets.in_url(parts)
         else:
             batch_parts = urlsplit(batch_url)
             self._batch_url = _without_userinfo(batch_parts)[0]
             self._shown_batch = _shown(batch_parts)
+            self._secrets = Secrets.in_url(parts, batch_parts.password)
         self._pool_option = pool_size
         self._pool_size = pool_size or _DEFAULT_POOL
         self._authorization_env = authorization_env
@@ -358,7 +360,9 @@ class HttpTable:
             )
             raise ConnectionError(msg) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            detail = (str(exc) or type(exc).__name__).replace(url, shown)
+            # The request URL has no credentials, but its query may hold a token: show the
+            # URL as the name does, and mask the passwords in case the driver echoes them.
+            detail = self._secrets.scrub((str(exc) or type(exc).__name__).replace(url, shown))
             msg = (
                 f"lookup {self.name}: the connection to {self._where} broke during "
                 f"{method} {shown}: {detail}"
@@ -449,7 +453,7 @@ def _shown(parts: SplitResult) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     query = urlencode(
         [
-            (name, value if "{key}" in value else _MASK)
+            (name, value if "{key}" in value else MASK)
             for name, value in parse_qsl(parts.query, keep_blank_values=True)
         ],
         safe="{}*",

@@ -27,13 +27,14 @@ import decimal
 import os
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._checks import check_int
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers
+from ._secrets import Secrets
 
 __all__ = ("MysqlStatistics", "MysqlTable", "mysql")
 
@@ -92,7 +93,7 @@ class _Dsn:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)
     database: str
     charset: str
     connect_timeout: float
@@ -131,6 +132,7 @@ class MysqlTable:
         pool_size: int | None,
     ) -> None:
         self._dsn = dsn
+        self._secrets = Secrets(dsn.password)
         self.name = f"mysql://{dsn.user}@{dsn.where}/{dsn.database}/{table}"
         self._table = table
         self._key = key
@@ -309,9 +311,7 @@ class MysqlTable:
         return ConnectionError(msg)
 
     def _scrub(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        password = self._dsn.password
-        return text.replace(password, "***") if password else text
+        return self._secrets.scrub(f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ queries
 

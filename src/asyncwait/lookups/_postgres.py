@@ -22,11 +22,12 @@ import os
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .._checks import check_int, check_seconds
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers, quote_identifier
+from ._secrets import Secrets
 
 if TYPE_CHECKING:
     import asyncpg
@@ -79,32 +80,28 @@ class _Target:
     host: str
     port: str
     database: str
-    secrets: tuple[str, ...]  # strings to mask wherever a message could carry them
+    secrets: Secrets  # the DSN's and $PGPASSWORD, masked wherever a message could carry them
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self.secrets.scrub(text)
 
 
 def _target(dsn: str) -> _Target:
     """Parse ``dsn`` (or the ``PG*`` environment when it is empty) without keeping secrets."""
     env = os.environ
-    secrets: list[str] = []
+    secrets = Secrets(env.get("PGPASSWORD"))
     user = host = port = database = ""
     if dsn:
         parts = urlsplit(dsn)
+        secrets = Secrets.in_url(parts, env.get("PGPASSWORD"))
         netloc = parts.netloc
         if "@" in netloc:
             auth, _, netloc = netloc.rpartition("@")
-            raw_user, sep, raw_password = auth.partition(":")
-            user = unquote(raw_user)
-            if sep and raw_password:
-                secrets += [raw_password, unquote(raw_password)]
+            user = unquote(auth.partition(":")[0])
         if netloc.startswith("[") and "]" in netloc:  # an IPv6 literal
             host, _, rest = netloc[1:].partition("]")
             port = rest.removeprefix(":")
@@ -113,9 +110,7 @@ def _target(dsn: str) -> _Target:
         database = unquote(parts.path.lstrip("/"))
         for item in parts.query.split("&"):
             name, _, value = item.partition("=")
-            if name == "password" and value:
-                secrets += [value, unquote(value)]
-            elif name == "host" and not host:
+            if name == "host" and not host:
                 host = unquote(value)
             elif name == "port" and not port:
                 port = value
@@ -123,17 +118,11 @@ def _target(dsn: str) -> _Target:
                 user = unquote(value)
             elif name in ("dbname", "database") and not database:
                 database = unquote(value)
-    if env.get("PGPASSWORD"):
-        secrets.append(env["PGPASSWORD"])
     user = user or env.get("PGUSER") or getpass.getuser()
     host = host or env.get("PGHOST") or "localhost"
     port = port or env.get("PGPORT") or "5432"
     database = database or env.get("PGDATABASE") or user
-    # Each in its plain and URL-encoded spelling, longest first, so a secret containing
-    # another is masked whole.
-    spellings = {s for s in secrets if s} | {quote(unquote(s), safe="") for s in secrets if s}
-    ordered = tuple(sorted(spellings, key=len, reverse=True))
-    return _Target(user, host, port, database, ordered)
+    return _Target(user, host, port, database, secrets)
 
 
 @final

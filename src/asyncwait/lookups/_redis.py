@@ -25,11 +25,12 @@ import re
 from collections.abc import AsyncIterator, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast, final
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .._checks import check_int, check_seconds
 from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
 from ._base import Row, TableState
+from ._secrets import Secrets
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -112,6 +113,7 @@ class RedisTable:
         parts = urlsplit(url)
         self._url = url
         self._where = _host_port(parts)
+        self._secrets = Secrets.in_url(parts)
         self.name = f"{_safe_url(parts)}/{key_prefix}*"
         self._prefix = key_prefix
         self._json = value == "json"
@@ -162,7 +164,7 @@ class RedisTable:
         try:
             pool = redis_asyncio.BlockingConnectionPool.from_url(self._url, **options)
         except (ValueError, TypeError) as exc:
-            msg = f"lookup {self.name}: bad Redis URL {_safe_url(parts)!r}: {_scrub(exc, parts)}"
+            msg = f"lookup {self.name}: bad Redis URL {_safe_url(parts)!r}: {self._reason(exc)}"
             raise ConfigError(msg) from None
         client = redis_asyncio.Redis(connection_pool=pool)
         try:
@@ -171,18 +173,17 @@ class RedisTable:
             await _close_client(client)
             msg = (
                 f"lookup {self.name}: Redis at {self._where} rejected the credentials "
-                f"(from the URL, or ${_PASSWORD_ENV}): {_scrub(exc, parts)}"
+                f"(from the URL, or ${_PASSWORD_ENV}): {self._reason(exc)}"
             )
             raise ConfigError(msg) from exc
         except exceptions.ResponseError as exc:
             await _close_client(client)
-            msg = f"lookup {self.name}: Redis at {self._where} refused PING: {_scrub(exc, parts)}"
+            msg = f"lookup {self.name}: Redis at {self._where} refused PING: {self._reason(exc)}"
             raise ConfigError(msg) from exc
         except (exceptions.ConnectionError, exceptions.TimeoutError, OSError) as exc:
             await _close_client(client)
             msg = (
-                f"lookup {self.name}: cannot connect to Redis at {self._where}: "
-                f"{_scrub(exc, parts)}"
+                f"lookup {self.name}: cannot connect to Redis at {self._where}: {self._reason(exc)}"
             )
             raise ConnectionError(msg) from exc
         except BaseException:
@@ -198,6 +199,10 @@ class RedisTable:
         self._state = _State.CLOSED
         if client is not None:
             await _close_client(client)
+
+    def _reason(self, exc: BaseException) -> str:
+        """``str(exc)`` with the URL's password masked, in case the driver echoes it."""
+        return self._secrets.scrub(str(exc) or type(exc).__name__)
 
     # ------------------------------------------------------------------ lookups
 
@@ -390,15 +395,6 @@ def _safe_url(parts: SplitResult) -> str:
         return f"unix://{parts.path}"
     db = parts.path.strip("/") or "0"
     return f"{parts.scheme}://{_host_port(parts)}/{db}"
-
-
-def _scrub(exc: BaseException, parts: SplitResult) -> str:
-    """``str(exc)`` with the URL's password (if any) masked, in case a driver echoes it."""
-    text = str(exc) or type(exc).__name__
-    for secret in (parts.password, unquote(parts.password or "")):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _import_redis() -> tuple[Any, Any, Any, Any]:
