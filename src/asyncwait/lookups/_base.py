@@ -1,12 +1,18 @@
-"""The lookup-table contract shared by every connector, and helpers for SQL connectors."""
+"""The lookup-table contract shared by every connector, and the helpers they all use.
+
+:class:`LookupTable` is the contract, :class:`PooledTable` its extension for tables with a
+pool that a join sizes; :class:`TableState` and :func:`closed_error` are every connector's
+life cycle; :func:`check_identifiers` and :func:`quote_identifier` serve the SQL ones.
+"""
 
 from __future__ import annotations
 
 import enum
+import importlib
 from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from ..errors import ConfigError
+from ..errors import ClosedError, ConfigError
 
 __all__ = (
     "LookupTable",
@@ -14,6 +20,8 @@ __all__ = (
     "Row",
     "TableState",
     "check_identifiers",
+    "closed_error",
+    "import_driver",
     "quote_identifier",
 )
 
@@ -27,6 +35,31 @@ class TableState(enum.Enum):
     NEW = "new"  # constructed; open() not called yet
     OPEN = "open"  # connected, configuration checked against the real system
     CLOSED = "closed"  # close() called; open() may connect again
+
+
+def closed_error(name: str, state: TableState) -> ClosedError:
+    """The error of a lookup on table ``name`` while it is not open (``state``)."""
+    msg = f"lookup {name} {'was closed' if state is TableState.CLOSED else 'is not open yet'}"
+    return ClosedError(msg)
+
+
+def import_driver(module: str, *, connector: str, package: str | None = None) -> Any:
+    """Import a connector's optional driver, or name the extra that installs it.
+
+    Args:
+        module: the driver's module, e.g. ``"asyncpg"``.
+        connector: the connector (and the extra of the same name), e.g. ``"postgres"``.
+        package: the driver as the message names it; default ``module``.
+
+    Raises:
+        ConfigError: the driver is not installed, e.g. ``lookups.postgres needs asyncpg:
+            pip install 'asyncwait[postgres]'``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has them all
+        msg = f"lookups.{connector} needs {package or module}: pip install 'asyncwait[{connector}]'"
+        raise ConfigError(msg) from exc
 
 
 class LookupTable(Protocol):

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from .._checks import check_int, check_seconds
-from ..errors import BadInputError, ClosedError, ConfigError, HttpStatusError, _short_repr
-from ._base import Row, TableState
+from ..errors import BadInputError, ConfigError, HttpStatusError, _short_repr
+from ._base import Row, TableState, closed_error, import_driver
 from ._secrets import MASK, Secrets
+from ._sql import Pooled, PoolSize, key_chunks
 
 if TYPE_CHECKING:
     import aiohttp
@@ -51,9 +52,6 @@ _DEFAULT_POOL: Final = 100
 _MAX_WAITS: Final = 5
 # Keys per request to the batch endpoint, whatever batch the caller sends.
 _BATCH_CHUNK: Final = 1000
-
-
-_State = TableState
 
 
 @final
@@ -81,7 +79,7 @@ class HttpStatistics:
 
 
 @final
-class HttpTable:
+class HttpTable(Pooled):
     """A lookup table served by an HTTP service, one request per key; build it with :func:`http`.
 
     See :class:`~asyncwait.lookups.LookupTable` for the contract and :func:`http` for the
@@ -123,13 +121,12 @@ class HttpTable:
             self._batch_url = _without_userinfo(batch_parts)[0]
             self._shown_batch = _shown(batch_parts)
             self._secrets = Secrets.in_url(parts, batch_parts.password)
-        self._pool_option = pool_size
-        self._pool_size = pool_size or _DEFAULT_POOL
+        self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_DEFAULT_POOL)
         self._authorization_env = authorization_env
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
         self._max_retry_after = max_retry_after
-        self._state = _State.NEW
+        self._state = TableState.NEW
         self._session: aiohttp.ClientSession | None = None
         self._driver: Any = None  # the aiohttp module, once open
         self._requests = self._batch_requests = self._keys = self._in_flight = 0
@@ -143,19 +140,15 @@ class HttpTable:
         ``max_queries``. Without a ``batch_url`` a batch becomes one request per key, so
         the default pool (100) stays; an explicit ``pool_size`` always wins.
         """
-        if (
-            self._pool_option is None
-            and self._batch_url is not None
-            and self._state is not _State.OPEN
-        ):
-            self._pool_size = max(1, min(queries + 1, _DEFAULT_POOL))
+        if self._batch_url is not None:
+            super().expect_queries(queries)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
-        aiohttp = _import_aiohttp()
+        aiohttp = import_driver("aiohttp", connector="http")
         headers = dict(self._headers)
         if self._authorization_env is not None:
             token = os.environ.get(self._authorization_env)
@@ -172,7 +165,7 @@ class HttpTable:
             headers["Authorization"] = f"Basic {basic}"
         await self._probe()
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._pool_size),
+            connector=aiohttp.TCPConnector(limit=self._size.value),
             timeout=aiohttp.ClientTimeout(
                 total=self._request_timeout, sock_connect=self._connect_timeout
             ),
@@ -180,7 +173,7 @@ class HttpTable:
             raise_for_status=False,
         )
         self._driver = aiohttp
-        self._state = _State.OPEN
+        self._state = TableState.OPEN
 
     async def _probe(self) -> None:
         """Fail early, naming ``host:port``, when nothing accepts connections there."""
@@ -200,7 +193,7 @@ class HttpTable:
 
     async def close(self) -> None:
         session, self._session = self._session, None
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         if session is not None:
             await session.close()
 
@@ -230,12 +223,11 @@ class HttpTable:
         return data
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
-        distinct = list(dict.fromkeys(keys))
         if self._batch_url is None:
-            return await self._get_each(distinct)
-        result: dict[Hashable, Row | None] = {}
-        for start in range(0, len(distinct), _BATCH_CHUNK):
-            result.update(await self._get_batch(distinct[start : start + _BATCH_CHUNK]))
+            return await self._get_each(list(dict.fromkeys(keys)))
+        result, chunks = key_chunks(keys, _BATCH_CHUNK)
+        for chunk in chunks:
+            result.update(await self._get_batch(chunk))
         return result
 
     async def _get_each(self, keys: list[Hashable]) -> dict[Hashable, Row | None]:
@@ -340,9 +332,7 @@ class HttpTable:
     ) -> tuple[int, str, bytes, float | None]:
         session = self._session
         if session is None:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+            raise closed_error(self.name, self._state)
         aiohttp = self._driver
         self._requests += 1
         self._batch_requests += url == self._batch_url
@@ -395,13 +385,13 @@ class HttpTable:
             in_flight=self._in_flight,
             retry_after_waits=self._waits,
             retry_after_seconds=self._waited,
-            pool_size=self._pool_size,
+            pool_size=self._size.value,
         )
 
     def __repr__(self) -> str:
         batch = f" batch={self._shown_batch!r}" if self._batch_url else ""
         return (
-            f"<HttpTable {self.name!r}{batch} {self._state.value} pool={self._pool_size} "
+            f"<HttpTable {self.name!r}{batch} {self._state.value} pool={self._size.value} "
             f"requests={self._requests} in-flight={self._in_flight}>"
         )
 
@@ -459,15 +449,6 @@ def _shown(parts: SplitResult) -> str:
         safe="{}*",
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
-
-
-def _import_aiohttp() -> Any:
-    try:
-        import aiohttp
-    except ModuleNotFoundError as exc:
-        msg = "lookups.http needs aiohttp: pip install 'asyncwait[http]'"
-        raise ConfigError(msg) from exc
-    return aiohttp
 
 
 def _check_url(field: str, url: object) -> SplitResult:

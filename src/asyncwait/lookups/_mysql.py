@@ -32,9 +32,10 @@ from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._checks import check_int
-from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, TableState, check_identifiers
+from ..errors import BadInputError, ConfigError, _short_repr
+from ._base import Row, TableState, check_identifiers, import_driver
 from ._secrets import Secrets
+from ._sql import Pooled, PoolSize, SqlTable, Statements, key_chunks
 
 __all__ = ("MysqlStatistics", "MysqlTable", "mysql")
 
@@ -64,9 +65,6 @@ _TEXT: Final = frozenset(
 _TEMPORAL: Final = frozenset({"date", "datetime", "timestamp", "time"})
 # Client-side error numbers (CR_*): the connection, not the statement, failed.
 _CLIENT_ERRORS: Final = range(2000, 3000)
-
-
-_State = TableState
 
 
 @final
@@ -105,7 +103,7 @@ class _Dsn:
 
 
 @final
-class MysqlTable:
+class MysqlTable(SqlTable, Pooled):
     """A lookup table in a MySQL or MariaDB database, read through aiomysql.
 
     Users receive it from :func:`mysql`; see :class:`~asyncwait.lookups.LookupTable` for the
@@ -131,55 +129,34 @@ class MysqlTable:
         columns: tuple[str, ...] | None,
         pool_size: int | None,
     ) -> None:
+        name = f"mysql://{dsn.user}@{dsn.where}/{dsn.database}/{table}"
+        super().__init__(name, table=table, key=key, columns=columns)
         self._dsn = dsn
         self._secrets = Secrets(dsn.password)
-        self.name = f"mysql://{dsn.user}@{dsn.where}/{dsn.database}/{table}"
-        self._table = table
-        self._key = key
-        self._wanted = columns
-        self._pool_option = pool_size
-        self._pool_size = pool_size or _DEFAULT_POOL
-        self._state = _State.NEW
+        self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._driver: Any = None
         # The pool. Invariant: _slots counts the connections not lent out, so at most
-        # _pool_size exist; _free holds the idle ones (each with no pending result).
+        # the pool size exist; _free holds the idle ones (each with no pending result).
         self._free: list[Any] = []
         self._slots: asyncio.Semaphore | None = None
         self._open_connections = 0
         # Set by open(); the SQL is built only from names found in the schema.
-        self._columns: tuple[str, ...] = ()
         self._get_sql = ""
         self._many_head = ""
-        self._many_sql: dict[int, str] = {}  # get_many statements by number of keys
+        self._many_sql = Statements(lambda n: self._many_head + "(" + ", ".join(["%s"] * n) + ")")
         self._scan_sql = ""
         self._normalise: Callable[[object], object] = _identity
         self._temporal: tuple[int, ...] = ()  # row positions (after the key) of DATE etc.
         self._temporal_types: dict[int, str] = {}
-        self._queries = 0
-        self._in_flight = 0
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns of every row, in order (known after ``open()``)."""
-        return self._columns
-
-    def expect_queries(self, queries: int) -> None:
-        """Size the pool for ``queries`` concurrent queries, plus one for a cache's scan.
-
-        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
-        ``max_queries``; an explicit ``pool_size`` wins, and at most 50 are opened.
-        """
-        if self._pool_option is None and self._state is not _State.OPEN:
-            self._pool_size = max(1, min(queries + 1, _MAX_AUTO_POOL))
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
-        self._driver = _import_aiomysql()
-        self._slots = asyncio.Semaphore(self._pool_size)
-        self._state = _State.OPEN
+        self._driver = import_driver("aiomysql", connector="mysql")
+        self._slots = asyncio.Semaphore(self._size.value)
+        self._state = TableState.OPEN
         try:
             conn = await self._acquire()
             try:
@@ -200,33 +177,19 @@ class MysqlTable:
             )
             tables = [str(r[0]) for r in await cursor.fetchall()]
             if self._table not in tables:
-                msg = (
-                    f"lookup {self.name}: database {dsn.database!r} has no table "
-                    f"{self._table!r}; tables: {', '.join(tables) or '(none)'}"
-                )
-                raise ConfigError(msg)
+                self._no_table(f"database {dsn.database!r}", tables)
             await cursor.execute(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                 (dsn.database, self._table),
             )
             schema = {str(r[0]): (str(r[1]).lower(), r[2]) for r in await cursor.fetchall()}
-        existing = list(schema)
-        wanted = self._wanted if self._wanted is not None else tuple(existing)
-        missing = [c for c in (self._key, *wanted) if c not in schema]
-        if missing:
-            msg = (
-                f"lookup {self.name}: table {self._table!r} has no column "
-                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
-                f"columns: {', '.join(existing)}"
-            )
-            raise ConfigError(msg)
+        wanted = self._choose_columns(list(schema), f"table {self._table!r}")
         # Identifiers go into statements that the driver %-formats: double any '%'.
         q = _quote_for_params
         select = ", ".join(q(c) for c in wanted)
         source = q(self._table)
         key = q(self._key)
-        self._columns = wanted
         self._get_sql = f"SELECT {select} FROM {source} WHERE {key} = %s LIMIT 1"
         self._many_head = f"SELECT {key}, {select} FROM {source} WHERE {key} IN "
         self._many_sql.clear()
@@ -242,7 +205,7 @@ class MysqlTable:
         self._temporal = tuple(self._temporal_types)
 
     async def close(self) -> None:
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         free, self._free = self._free, []
         for conn in free:
             conn.close()
@@ -252,10 +215,8 @@ class MysqlTable:
 
     async def _acquire(self) -> Any:
         slots = self._slots
-        if self._state is not _State.OPEN or slots is None:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+        if self._state is not TableState.OPEN or slots is None:
+            raise self._closed()
         await slots.acquire()
         try:
             while self._free:
@@ -271,7 +232,7 @@ class MysqlTable:
             raise
 
     def _release(self, conn: Any, *, reusable: bool) -> None:
-        if reusable and self._state is _State.OPEN and not conn.closed:
+        if reusable and self._state is TableState.OPEN and not conn.closed:
             self._free.append(conn)
         else:
             conn.close()
@@ -379,22 +340,16 @@ class MysqlTable:
         return self._row(key, rows[0])
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
-        distinct = list(dict.fromkeys(keys))
-        for key in distinct:
+        result, chunks = key_chunks(keys, _CHUNK)
+        for key in result:
             self._check_key(key)
-        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
         normalise = self._normalise
-        for start in range(0, len(distinct), _CHUNK):
-            chunk = distinct[start : start + _CHUNK]
-            sql = self._many_sql.get(len(chunk))
-            if sql is None:
-                sql = self._many_head + "(" + ", ".join(["%s"] * len(chunk)) + ")"
-                self._many_sql[len(chunk)] = sql
+        for chunk in chunks:
             asked: dict[object, list[Hashable]] = {}
             for key in chunk:
                 asked.setdefault(normalise(key), []).append(key)
             unmatched = False
-            for row in await self._fetch(sql, chunk):
+            for row in await self._fetch(self._many_sql[len(chunk)], chunk):
                 found = asked.get(normalise(row[0]))
                 if found is None:
                     unmatched = True
@@ -452,13 +407,13 @@ class MysqlTable:
             queries=self._queries,
             in_flight=self._in_flight,
             connections=self._open_connections,
-            pool_size=self._pool_size,
+            pool_size=self._size.value,
         )
 
     def __repr__(self) -> str:
         return (
             f"<MysqlTable {self.name!r} {self._state.value} "
-            f"connections={self._open_connections}/{self._pool_size} "
+            f"connections={self._open_connections}/{self._size.value} "
             f"queries={self._queries} in-flight={self._in_flight}>"
         )
 
@@ -540,15 +495,6 @@ def _numeric_key(value: object) -> object:
             return value
         return number if number.is_finite() else value
     return value
-
-
-def _import_aiomysql() -> Any:
-    try:
-        import aiomysql
-    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has it
-        msg = "lookups.mysql needs aiomysql: pip install 'asyncwait[mysql]'"
-        raise ConfigError(msg) from exc
-    return aiomysql
 
 
 def _parse_dsn(dsn: object) -> _Dsn:

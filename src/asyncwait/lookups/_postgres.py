@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 from urllib.parse import unquote, urlsplit
 
 from .._checks import check_int, check_seconds
-from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, TableState, check_identifiers, quote_identifier
+from ..errors import BadInputError, ConfigError, _short_repr
+from ._base import Row, TableState, check_identifiers, import_driver, quote_identifier
 from ._secrets import Secrets
+from ._sql import Pooled, PoolSize, SqlTable, key_chunks
 
 if TYPE_CHECKING:
     import asyncpg
@@ -49,9 +50,6 @@ _CLOSE_GRACE = 10.0
 # Relation kinds a lookup may read: tables, views, materialized views, partitioned and
 # foreign tables.
 _RELKINDS = "'r', 'v', 'm', 'p', 'f'"
-
-
-_State = TableState
 
 
 @final
@@ -126,7 +124,7 @@ def _target(dsn: str) -> _Target:
 
 
 @final
-class PostgresTable:
+class PostgresTable(SqlTable, Pooled):
     """A lookup table in PostgreSQL, read through an asyncpg connection pool.
 
     Users receive it from :func:`postgres`; see :class:`~asyncwait.lookups.LookupTable` for
@@ -155,20 +153,15 @@ class PostgresTable:
     ) -> None:
         target = _target(dsn)
         where = table if schema is None else f"{schema}.{table}"
-        self.name = f"postgres://{target.user}@{target.address}/{target.database}/{where}"
+        name = f"postgres://{target.user}@{target.address}/{target.database}/{where}"
+        super().__init__(name, table=table, key=key, columns=columns)
         self._dsn = dsn
         self._target = target
-        self._table = table
         self._schema = schema
-        self._key = key
-        self._wanted = columns
-        self._pool_option = pool_size
-        self._pool_size = _DEFAULT_POOL if pool_size is None else pool_size
+        self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._connect_timeout = connect_timeout
-        self._state = _State.NEW
         self._pool: asyncpg.Pool | None = None
         # Set by open(); the SQL is built only from names found in the catalog.
-        self._columns: tuple[str, ...] = ()
         self._relation = ""  # "schema"."table", quoted
         self._get_sql = ""
         self._many_sql = ""
@@ -176,34 +169,18 @@ class PostgresTable:
         self._driver: Any = None
         self._connection_errors: tuple[type[BaseException], ...] = (OSError,)
         self._data_error: type[BaseException] = ValueError
-        self._queries = 0
-        self._in_flight = 0
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns of every row, in order (known after ``open()``)."""
-        return self._columns
 
     @property
     def pool_size(self) -> int:
         """The most connections the pool opens."""
-        return self._pool_size
-
-    def expect_queries(self, queries: int) -> None:
-        """Size the pool for ``queries`` concurrent queries, plus one for a cache's scan.
-
-        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
-        ``max_queries``; an explicit ``pool_size`` wins, and at most 50 are opened.
-        """
-        if self._pool_option is None and self._state is not _State.OPEN:
-            self._pool_size = max(1, min(queries + 1, _MAX_AUTO_POOL))
+        return self._size.value
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
-        driver = _import_asyncpg()
+        driver = import_driver("asyncpg", connector="postgres")
         exc_mod = driver.exceptions
         self._driver = driver
         self._connection_errors = (
@@ -219,7 +196,7 @@ class PostgresTable:
         pool = driver.create_pool(
             self._dsn or None,
             min_size=0,
-            max_size=self._pool_size,
+            max_size=self._size.value,
             timeout=self._connect_timeout,
         )
         try:
@@ -245,7 +222,7 @@ class PostgresTable:
             pool.terminate()
             raise
         self._pool = pool
-        self._state = _State.OPEN
+        self._state = TableState.OPEN
 
     async def _check_schema(self, conn: asyncpg.Connection) -> None:
         where = f"database {self._target.database!r} at {self._target.address}"
@@ -274,11 +251,7 @@ class PostgresTable:
                 for r in tables
             ]
             place = "the search path" if self._schema is None else f"schema {self._schema!r}"
-            msg = (
-                f"lookup {self.name}: {where} has no table {self._table!r} in {place}; "
-                f"tables: {', '.join(names) or '(none)'}"
-            )
-            raise ConfigError(msg)
+            self._no_table(where, names, place=f" in {place}")
         schema, oid = str(found[0]), found[1]
         attributes = await conn.fetch(
             "SELECT attname, pg_catalog.format_type(atttypid, NULL) AS type "
@@ -287,18 +260,8 @@ class PostgresTable:
             oid,
         )
         types = {str(r["attname"]): str(r["type"]) for r in attributes}
-        existing = list(types)
-        wanted = self._wanted if self._wanted is not None else tuple(existing)
-        missing = [c for c in (self._key, *wanted) if c not in types]
-        if missing:
-            msg = (
-                f"lookup {self.name}: table {schema}.{self._table} in {where} has no column "
-                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
-                f"columns: {', '.join(existing)}"
-            )
-            raise ConfigError(msg)
+        wanted = self._choose_columns(list(types), f"table {schema}.{self._table} in {where}")
         q = quote_identifier
-        self._columns = wanted
         self._relation = source = f"{q(schema)}.{q(self._table)}"
         select = ", ".join(q(c) for c in wanted)
         key = q(self._key)
@@ -310,7 +273,7 @@ class PostgresTable:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         if pool is None:
             return
         try:
@@ -327,9 +290,7 @@ class PostgresTable:
     def _require_pool(self) -> asyncpg.Pool:
         pool = self._pool
         if pool is None:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+            raise self._closed()
         return pool
 
     def _connection_failed(
@@ -353,18 +314,24 @@ class PostgresTable:
         )
         raise BadInputError(msg, source=self.name) from exc
 
+    def _lookup_failed(self, exc: Exception, keys: object) -> None:
+        """Raise our error for a driver error of a lookup; return if ``exc`` stays as it is."""
+        if isinstance(exc, self._data_error):
+            self._bad_input(exc, keys)
+        if isinstance(exc, self._connection_errors):
+            self._connection_failed(exc)
+        if isinstance(exc, ValueError | OverflowError):  # decoding the row
+            self._bad_input(exc, keys)
+
     async def get(self, key: Hashable) -> Row | None:
         pool = self._require_pool()
         self._queries += 1
         self._in_flight += 1
         try:
             record = await pool.fetchrow(self._get_sql, key)
-        except self._data_error as exc:
-            self._bad_input(exc, key)
-        except self._connection_errors as exc:
-            self._connection_failed(exc)
-        except (ValueError, OverflowError) as exc:  # decoding the row
-            self._bad_input(exc, key)
+        except Exception as exc:
+            self._lookup_failed(exc, key)
+            raise
         finally:
             self._in_flight -= 1
         if record is None:
@@ -373,21 +340,16 @@ class PostgresTable:
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
         pool = self._require_pool()
-        distinct = list(dict.fromkeys(keys))
-        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
+        result, chunks = key_chunks(keys, _CHUNK)
         columns = self._columns
-        for start in range(0, len(distinct), _CHUNK):
-            chunk = distinct[start : start + _CHUNK]
+        for chunk in chunks:
             self._queries += 1
             self._in_flight += 1
             try:
                 records = await pool.fetch(self._many_sql, chunk)
-            except self._data_error as exc:
-                self._bad_input(exc, chunk)
-            except self._connection_errors as exc:
-                self._connection_failed(exc)
-            except (ValueError, OverflowError) as exc:
-                self._bad_input(exc, chunk)
+            except Exception as exc:
+                self._lookup_failed(exc, chunk)
+                raise
             finally:
                 self._in_flight -= 1
             # Rows come back in any order, keyed by the key column's value: that value equals
@@ -435,18 +397,9 @@ class PostgresTable:
         stats = self.statistics()
         return (
             f"<PostgresTable {self.name!r} {self._state.value} "
-            f"connections={stats.connections}/{self._pool_size} "
+            f"connections={stats.connections}/{self._size.value} "
             f"queries={stats.queries} in-flight={stats.in_flight}>"
         )
-
-
-def _import_asyncpg() -> Any:
-    try:
-        import asyncpg
-    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has it
-        msg = "lookups.postgres needs asyncpg: pip install 'asyncwait[postgres]'"
-        raise ConfigError(msg) from exc
-    return asyncpg
 
 
 def postgres(

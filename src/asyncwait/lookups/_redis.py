@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 from urllib.parse import SplitResult, urlsplit
 
 from .._checks import check_int, check_seconds
-from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, TableState
+from ..errors import BadInputError, ConfigError, _short_repr
+from ._base import Row, TableState, closed_error, import_driver
 from ._secrets import Secrets
+from ._sql import Pooled, PoolSize, key_chunks
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -66,9 +67,6 @@ return cjson.encode(out)
 """
 
 
-_State = TableState
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class RedisStatistics:
@@ -88,7 +86,7 @@ class RedisStatistics:
 
 
 @final
-class RedisTable:
+class RedisTable(Pooled):
     """A lookup table stored in Redis, one Redis key per row; build it with :func:`redis`.
 
     See :class:`~asyncwait.lookups.LookupTable` for the contract. A row is the hash at
@@ -117,10 +115,9 @@ class RedisTable:
         self.name = f"{_safe_url(parts)}/{key_prefix}*"
         self._prefix = key_prefix
         self._json = value == "json"
-        self._pool_option = pool_size
-        self._pool_size = pool_size or _DEFAULT_POOL
+        self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._connect_timeout = connect_timeout
-        self._state = _State.NEW
+        self._state = TableState.NEW
         self._client: Redis | None = None
         self._driver: Any = None  # the redis.exceptions module, once open
         # Reads a batch of hashes in one command (see _HGETALL_MANY); None: use pipelines.
@@ -135,24 +132,14 @@ class RedisTable:
         """``"hash"`` or ``"json"``: how rows are stored."""
         return "json" if self._json else "hash"
 
-    def expect_queries(self, queries: int) -> None:
-        """Size the pool for ``queries`` concurrent requests, plus one for a cache's scan.
-
-        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
-        ``max_queries`` (2 when batching, the operator's capacity when not); an explicit
-        ``pool_size`` wins, and at most 100 connections are opened.
-        """
-        if self._pool_option is None and self._state is not _State.OPEN:
-            self._pool_size = max(1, min(queries + 1, _MAX_AUTO_POOL))
-
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
         redis_asyncio, exceptions, retry_cls, no_backoff = _import_redis()
         options: dict[str, Any] = {
-            "max_connections": self._pool_size,
+            "max_connections": self._size.value,
             "timeout": None,  # wait for a free connection: the pool is the concurrency bound
             "decode_responses": True,
             "socket_connect_timeout": self._connect_timeout,
@@ -192,11 +179,11 @@ class RedisTable:
         self._client = client
         self._driver = exceptions
         self._script = None if self._json else client.register_script(_HGETALL_MANY)
-        self._state = _State.OPEN
+        self._state = TableState.OPEN
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         if client is not None:
             await _close_client(client)
 
@@ -209,9 +196,7 @@ class RedisTable:
     def _open_client(self) -> Redis:
         client = self._client
         if client is None:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+            raise closed_error(self.name, self._state)
         return client
 
     @contextlib.contextmanager
@@ -273,10 +258,8 @@ class RedisTable:
         return cast("Row", dict(fields)) if fields else None
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
-        distinct = list(dict.fromkeys(keys))
-        result: dict[Hashable, Row | None] = {}
-        for start in range(0, len(distinct), _CHUNK):
-            chunk = distinct[start : start + _CHUNK]
+        result, chunks = key_chunks(keys, _CHUNK)
+        for chunk in chunks:
             redis_keys = [self._prefix + str(k) for k in chunk]
             rows = await self._fetch(redis_keys)
             result.update(zip(chunk, rows, strict=True))
@@ -361,14 +344,14 @@ class RedisTable:
             round_trips=self._round_trips,
             keys=self._keys,
             in_flight=self._in_flight,
-            pool_size=self._pool_size,
+            pool_size=self._size.value,
         )
 
     def __repr__(self) -> str:
         refused = f" script refused: {self._script_refused}" if self._script_refused else ""
         return (
             f"<RedisTable {self.name!r} {self._state.value} {self.value_format}{refused} "
-            f"pool={self._pool_size} round-trips={self._round_trips} "
+            f"pool={self._size.value} round-trips={self._round_trips} "
             f"in-flight={self._in_flight}>"
         )
 
@@ -398,15 +381,13 @@ def _safe_url(parts: SplitResult) -> str:
 
 
 def _import_redis() -> tuple[Any, Any, Any, Any]:
-    try:
-        import redis.asyncio
-        import redis.exceptions
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-    except ModuleNotFoundError as exc:
-        msg = "lookups.redis needs redis-py: pip install 'asyncwait[redis]'"
-        raise ConfigError(msg) from exc
-    return redis.asyncio, redis.exceptions, Retry, NoBackoff
+    driver = import_driver("redis.asyncio", connector="redis", package="redis-py")
+    # The same distribution as redis.asyncio, so present once it is.
+    import redis.exceptions
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return driver, redis.exceptions, Retry, NoBackoff
 
 
 def redis(

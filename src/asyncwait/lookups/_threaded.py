@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypeVar, final
 
 from .._checks import check_int
-from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
+from ..errors import BadInputError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers
+from ._sql import Pooled, PoolSize, SqlTable, Statements, key_chunks
 
 __all__ = ("ThreadedStatistics", "ThreadedTable", "threaded")
 
@@ -45,9 +46,6 @@ _MARK = "\x00"
 # Keys that are no single SQL value: some drivers expand them (PyMySQL turns ('a',) into
 # ('a'), which MySQL compares as 'a'), others reject them; all are refused before a query.
 _CONTAINERS: Final = (tuple, list, set, frozenset, dict)
-
-
-_State = TableState
 
 
 @final
@@ -109,7 +107,7 @@ class _Unbindable(Exception):
 
 
 @final
-class ThreadedTable:
+class ThreadedTable(SqlTable, Pooled):
     """A lookup table read through a blocking DB-API 2 driver in worker threads.
 
     Users receive it from :func:`threaded`; see :class:`~asyncwait.lookups.LookupTable` for
@@ -139,48 +137,28 @@ class ThreadedTable:
         threads: int | None,
         name: str,
     ) -> None:
-        self.name = name
+        super().__init__(name, table=table, key=key, columns=columns)
         self._connect = connect
         self._where = _endpoint(connect)
-        self._table = table
-        self._key = key
-        self._wanted = columns
         self._paramstyle_option = paramstyle
         self._paramstyle = paramstyle or "qmark"
-        self._threads_option = threads
-        self._n_threads = _DEFAULT_THREADS if threads is None else threads
-        self._state = _State.NEW
+        self._size = PoolSize(threads, default=_DEFAULT_THREADS, most=_MAX_AUTO_THREADS)
         self._workers: list[_Worker] = []
         self._next = 0
         # Set by open(); the SQL is built only from names found in the schema.
-        self._columns: tuple[str, ...] = ()
         self._get_sql = ""
         self._scan_sql = ""
         self._many_template = ""
-        self._many_sql: dict[int, str] = {}
+        self._many_sql = Statements(
+            lambda n: self._sql(self._many_template.format(marks=", ".join([_MARK] * n)))
+        )
         self._bad_key_errors: tuple[type[BaseException], ...] = ()
-        self._queries = 0
-        self._in_flight = 0
         self._reconnects = 0  # of workers already shut down by close()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns of every row, in order (known after ``open()``)."""
-        return self._columns
 
     @property
     def threads(self) -> int:
         """The worker threads (and connections) the table opens."""
-        return self._n_threads
-
-    def expect_queries(self, queries: int) -> None:
-        """Size the workers for ``queries`` concurrent queries, plus one for a cache's scan.
-
-        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
-        ``max_queries``; an explicit ``threads`` wins, and at most 16 are started.
-        """
-        if self._threads_option is None and self._state is not _State.OPEN:
-            self._n_threads = max(1, min(queries + 1, _MAX_AUTO_THREADS))
+        return self._size.value
 
     @property
     def paramstyle(self) -> str:
@@ -190,11 +168,11 @@ class ThreadedTable:
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
         loop = asyncio.get_running_loop()
         prefix = f"asyncwait-lookup-{self._table}"
-        workers = [_Worker(i, prefix) for i in range(self._n_threads)]
+        workers = [_Worker(i, prefix) for i in range(self._size.value)]
         try:
             connected = await asyncio.gather(
                 *(loop.run_in_executor(w.executor, self._open_connection, w) for w in workers),
@@ -210,7 +188,7 @@ class ThreadedTable:
             raise
         self._workers = workers
         self._next = 0
-        self._state = _State.OPEN
+        self._state = TableState.OPEN
 
     def _open_connection(self, worker: _Worker) -> None:
         """Connect ``worker`` (on its own thread)."""
@@ -259,11 +237,7 @@ class ThreadedTable:
 
         tables = _list_tables(conn, mysql=backtick)
         if tables is not None and self._table not in tables:
-            msg = (
-                f"lookup {self.name}: the database has no table {self._table!r}; "
-                f"tables: {', '.join(tables) or '(none)'}"
-            )
-            raise ConfigError(msg)
+            self._no_table("the database", tables)
         cur = conn.cursor()
         try:
             cur.execute(f"SELECT * FROM {q(self._table)} WHERE 1 = 0")
@@ -275,19 +249,10 @@ class ThreadedTable:
             raise ConfigError(msg) from exc
         finally:
             cur.close()
-        wanted = self._wanted if self._wanted is not None else tuple(existing)
-        missing = [c for c in (self._key, *wanted) if c not in existing]
-        if missing:
-            msg = (
-                f"lookup {self.name}: table {self._table!r} has no column "
-                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
-                f"columns: {', '.join(existing)}"
-            )
-            raise ConfigError(msg)
+        wanted = self._choose_columns(existing, f"table {self._table!r}")
         select = ", ".join(q(c) for c in wanted)
         source = q(self._table)
         key = q(self._key)
-        self._columns = wanted
         self._get_sql = self._sql(f"SELECT {select} FROM {source} WHERE {key} = {_MARK} LIMIT 1")
         # Sent without parameters, so not through _sql: drivers of the format paramstyles
         # leave a doubled % as it is in a statement without parameters.
@@ -321,7 +286,7 @@ class ThreadedTable:
 
     async def close(self) -> None:
         workers, self._workers = self._workers, []
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         self._reconnects += sum(w.reconnects for w in workers)
         await _shutdown(workers)
 
@@ -330,9 +295,7 @@ class ThreadedTable:
     def _worker(self) -> _Worker:
         workers = self._workers
         if not workers:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+            raise self._closed()
         # The least busy worker; among equals, the next in turn.
         n = len(workers)
         start = self._next
@@ -417,18 +380,12 @@ class ThreadedTable:
         return dict(zip(self._columns, rows[0], strict=True))
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
-        distinct = list(dict.fromkeys(keys))
-        for key in distinct:
+        result, chunks = key_chunks(keys, _CHUNK)
+        for key in result:
             self._check_key(key)
-        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
         columns = self._columns
-        for start in range(0, len(distinct), _CHUNK):
-            chunk = distinct[start : start + _CHUNK]
-            sql = self._many_sql.get(len(chunk))
-            if sql is None:
-                sql = self._sql(self._many_template.format(marks=", ".join([_MARK] * len(chunk))))
-                self._many_sql[len(chunk)] = sql
-            rows = await self._query(sql, chunk, chunk)
+        for chunk in chunks:
+            rows = await self._query(self._many_sql[len(chunk)], chunk, chunk)
             by_key: dict[Any, Any] = {}
             for row in rows:
                 by_key.setdefault(row[0], row)  # a non-unique key: first row wins
@@ -483,7 +440,7 @@ class ThreadedTable:
 
     def __repr__(self) -> str:
         return (
-            f"<ThreadedTable {self.name!r} {self._state.value} threads={self._n_threads} "
+            f"<ThreadedTable {self.name!r} {self._state.value} threads={self._size.value} "
             f"queries={self._queries} in-flight={self._in_flight}>"
         )
 
