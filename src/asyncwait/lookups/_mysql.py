@@ -4,36 +4,40 @@ Every statement is parameterized (the driver escapes each key; keys never become
 the only identifiers in SQL text are the table and column names, which are checked against
 ``information_schema`` at ``open()`` and quoted with backticks.
 
-Connections come from a small pool of our own (aiomysql's pool does not wake waiters when a
-broken connection is dropped): at most ``pool_size`` connections, each used by one query at
-a time. A connection interrupted mid-query (cancelled, lost) is closed, never reused: the
-rest of its answer would be read by the next query.
+Connections come from a small pool of our own (``_mysql_pool``; aiomysql's pool does not
+wake waiters when a broken connection is dropped): at most ``pool_size`` connections, each
+used by one query at a time. A connection interrupted mid-query (cancelled, lost) is
+closed, never reused: the rest of its answer would be read by the next query.
 
 ``get_many`` sends ``WHERE key IN (%s, …)`` and maps each row back to the keys asked for by
 the key value the server returns. The server compares with the key column's collation and
 type, so the value returned may differ from the one asked for (``'USER_1 '`` finds
 ``'user_1'`` under ``utf8mb4_general_ci``; ``'7'`` finds ``7`` in an INT column). Both sides
-are therefore normalised the same way before matching (see :func:`_normaliser`); should a
-row come back that matches no key after normalising (a collation rule not modelled), the
-keys of that chunk still without a row are asked one by one with ``get``, so ``get_many``
-agrees with ``get``.
+are therefore normalised the same way before matching (``_mysql_dialect.normaliser``);
+should a row come back that matches no key after normalising (a collation rule not
+modelled), the keys of that chunk still without a row are asked one by one with ``get``,
+so ``get_many`` agrees with ``get``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import decimal
-import os
-import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar, final
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._checks import check_int
-from ..errors import BadInputError, ConfigError, _short_repr
+from ..errors import BadInputError, _short_repr
 from ._base import Row, TableState, check_identifiers, import_driver
+from ._mysql_dialect import (
+    BINDABLE,
+    TEMPORAL,
+    identity,
+    normaliser,
+    quote,
+    quote_for_params,
+    server_error,
+)
+from ._mysql_pool import Dsn, Pool, parse_dsn
 from ._secrets import Secrets
 from ._sql import Pooled, PoolSize, SqlTable, Statements, key_chunks
 
@@ -50,21 +54,6 @@ _DEFAULT_POOL: Final = 10
 # The most connections a join's concurrency alone sizes the pool to (MariaDB allows 151).
 _MAX_AUTO_POOL: Final = 50
 _BEGIN_SNAPSHOT: Final = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
-_SCHEMES: Final = ("mysql", "mariadb")
-_DSN_OPTIONS: Final = ("charset", "connect_timeout", "unix_socket")
-# Key types the driver binds as one SQL value (it would expand a tuple into a row value).
-_BINDABLE: Final = (str, int, float, decimal.Decimal, bytes, dt.date, dt.time, dt.timedelta)
-_NUMERIC: Final = frozenset(
-    {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric",
-     "float", "double", "real", "year"}
-)  # fmt: skip
-_TEXT: Final = frozenset(
-    {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"}
-)
-# Temporal values the driver cannot convert (a zero date) come back as str: a malformed row.
-_TEMPORAL: Final = frozenset({"date", "datetime", "timestamp", "time"})
-# Client-side error numbers (CR_*): the connection, not the statement, failed.
-_CLIENT_ERRORS: Final = range(2000, 3000)
 
 
 @final
@@ -83,23 +72,6 @@ class MysqlStatistics:
     in_flight: int
     connections: int
     pool_size: int
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class _Dsn:
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    database: str
-    charset: str
-    connect_timeout: float
-    unix_socket: str | None
-
-    @property
-    def where(self) -> str:
-        return self.unix_socket or f"{self.host}:{self.port}"
 
 
 @final
@@ -122,7 +94,7 @@ class MysqlTable(SqlTable, Pooled):
 
     def __init__(
         self,
-        dsn: _Dsn,
+        dsn: Dsn,
         *,
         table: str,
         key: str,
@@ -135,17 +107,13 @@ class MysqlTable(SqlTable, Pooled):
         self._secrets = Secrets(dsn.password)
         self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._driver: Any = None
-        # The pool. Invariant: _slots counts the connections not lent out, so at most
-        # the pool size exist; _free holds the idle ones (each with no pending result).
-        self._free: list[Any] = []
-        self._slots: asyncio.Semaphore | None = None
-        self._open_connections = 0
+        self._pool = Pool(dsn, name=name, secrets=self._secrets)
         # Set by open(); the SQL is built only from names found in the schema.
         self._get_sql = ""
         self._many_head = ""
         self._many_sql = Statements(lambda n: self._many_head + "(" + ", ".join(["%s"] * n) + ")")
         self._scan_sql = ""
-        self._normalise: Callable[[object], object] = _identity
+        self._normalise: Callable[[object], object] = identity
         self._temporal: tuple[int, ...] = ()  # row positions (after the key) of DATE etc.
         self._temporal_types: dict[int, str] = {}
 
@@ -155,7 +123,7 @@ class MysqlTable(SqlTable, Pooled):
         if self._state is TableState.OPEN:
             return
         self._driver = import_driver("aiomysql", connector="mysql")
-        self._slots = asyncio.Semaphore(self._size.value)
+        self._pool.start(self._driver, self._size.value)
         self._state = TableState.OPEN
         try:
             conn = await self._acquire()
@@ -186,7 +154,7 @@ class MysqlTable(SqlTable, Pooled):
             schema = {str(r[0]): (str(r[1]).lower(), r[2]) for r in await cursor.fetchall()}
         wanted = self._choose_columns(list(schema), f"table {self._table!r}")
         # Identifiers go into statements that the driver %-formats: double any '%'.
-        q = _quote_for_params
+        q = quote_for_params
         select = ", ".join(q(c) for c in wanted)
         source = q(self._table)
         key = q(self._key)
@@ -194,82 +162,27 @@ class MysqlTable(SqlTable, Pooled):
         self._many_head = f"SELECT {key}, {select} FROM {source} WHERE {key} IN "
         self._many_sql.clear()
         self._scan_sql = (  # sent without parameters: not %-formatted
-            f"SELECT {_quote(self._key)}, {', '.join(_quote(c) for c in wanted)} "
-            f"FROM {_quote(self._table)}"
+            f"SELECT {quote(self._key)}, {', '.join(quote(c) for c in wanted)} "
+            f"FROM {quote(self._table)}"
         )
         key_type, collation = schema[self._key]
-        self._normalise = _normaliser(key_type, collation)
+        self._normalise = normaliser(key_type, collation)
         self._temporal_types = {
-            i: schema[c][0] for i, c in enumerate(wanted) if schema[c][0] in _TEMPORAL
+            i: schema[c][0] for i, c in enumerate(wanted) if schema[c][0] in TEMPORAL
         }
         self._temporal = tuple(self._temporal_types)
 
     async def close(self) -> None:
         self._state = TableState.CLOSED
-        free, self._free = self._free, []
-        for conn in free:
-            conn.close()
-            self._open_connections -= 1
-
-    # ------------------------------------------------------------------ the pool
+        self._pool.close()
 
     async def _acquire(self) -> Any:
-        slots = self._slots
-        if self._state is not TableState.OPEN or slots is None:
+        if self._state is not TableState.OPEN:
             raise self._closed()
-        await slots.acquire()
-        try:
-            while self._free:
-                conn = self._free.pop()
-                reader = getattr(conn, "_reader", None)
-                if reader is not None and not reader.at_eof() and reader.exception() is None:
-                    return conn
-                conn.close()  # the server went away while it was idle
-                self._open_connections -= 1
-            return await self._connect()
-        except BaseException:
-            slots.release()
-            raise
+        return await self._pool.acquire()
 
     def _release(self, conn: Any, *, reusable: bool) -> None:
-        if reusable and self._state is TableState.OPEN and not conn.closed:
-            self._free.append(conn)
-        else:
-            conn.close()
-            self._open_connections -= 1
-        assert self._slots is not None  # set by open() before any acquire
-        self._slots.release()
-
-    async def _connect(self) -> Any:
-        dsn = self._dsn
-        try:
-            conn = await self._driver.connect(
-                host=dsn.host,
-                port=dsn.port,
-                user=dsn.user,
-                password=dsn.password,
-                db=dsn.database,
-                unix_socket=dsn.unix_socket,
-                charset=dsn.charset,
-                autocommit=True,
-                connect_timeout=dsn.connect_timeout,
-            )
-        except Exception as exc:
-            raise self._connect_error(exc) from exc
-        self._open_connections += 1
-        return conn
-
-    def _connect_error(self, exc: Exception) -> Exception:
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        reason = self._scrub(exc)
-        if code == 1045:  # ER_ACCESS_DENIED_ERROR
-            msg = f"lookup {self.name}: MySQL at {self._dsn.where} refused the login: {reason}"
-            return ConfigError(msg)
-        if code == 1049:  # ER_BAD_DB_ERROR
-            msg = f"lookup {self.name}: MySQL at {self._dsn.where} has no such database: {reason}"
-            return ConfigError(msg)
-        msg = f"lookup {self.name}: cannot connect to MySQL at {self._dsn.where}: {reason}"
-        return ConnectionError(msg)
+        self._pool.release(conn, reusable=reusable)
 
     def _scrub(self, exc: BaseException) -> str:
         return self._secrets.scrub(f"{type(exc).__name__}: {exc}")
@@ -288,14 +201,14 @@ class MysqlTable(SqlTable, Pooled):
             reusable = True
             return rows
         except Exception as exc:
-            reusable = _server_error(exc)  # a statement error leaves the connection usable
+            reusable = server_error(exc)  # a statement error leaves the connection usable
             raise self._query_error(exc, params) from exc
         finally:
             self._in_flight -= 1
             self._release(conn, reusable=reusable)
 
     def _query_error(self, exc: Exception, params: Sequence[Any]) -> Exception:
-        if _server_error(exc):
+        if server_error(exc):
             exc.add_note(f"lookup {self.name}, keys {_short_repr(list(params))}")
             return exc
         if isinstance(exc, UnicodeError | ValueError):
@@ -311,7 +224,7 @@ class MysqlTable(SqlTable, Pooled):
         return ConnectionError(msg)
 
     def _check_key(self, key: object) -> None:
-        if not isinstance(key, _BINDABLE) or isinstance(key, bool):
+        if not isinstance(key, BINDABLE) or isinstance(key, bool):
             msg = (
                 f"lookup {self.name}: key {_short_repr(key)} of type {type(key).__name__} "
                 f"cannot be looked up in table {self._table!r} (use str, int, float, "
@@ -406,148 +319,16 @@ class MysqlTable(SqlTable, Pooled):
         return MysqlStatistics(
             queries=self._queries,
             in_flight=self._in_flight,
-            connections=self._open_connections,
+            connections=self._pool.connections,
             pool_size=self._size.value,
         )
 
     def __repr__(self) -> str:
         return (
             f"<MysqlTable {self.name!r} {self._state.value} "
-            f"connections={self._open_connections}/{self._size.value} "
+            f"connections={self._pool.connections}/{self._size.value} "
             f"queries={self._queries} in-flight={self._in_flight}>"
         )
-
-
-def _identity(value: object) -> object:
-    return value
-
-
-def _server_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is an error the server reported for a statement (not a lost link)."""
-    try:
-        import pymysql
-    except ModuleNotFoundError:  # pragma: no cover - aiomysql depends on it
-        return False
-    if not isinstance(exc, pymysql.err.MySQLError):
-        return False
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    return code is not None and code not in _CLIENT_ERRORS and code != 0
-
-
-def _quote(name: str) -> str:
-    """Quote ``name`` as a MySQL identifier (backticks, inner backticks doubled)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _quote_for_params(name: str) -> str:
-    """Quote ``name`` for a statement the driver %-formats with its parameters."""
-    return _quote(name).replace("%", "%%")
-
-
-def _normaliser(data_type: str, collation: object) -> Callable[[object], object]:
-    """Return how to normalise key values of a column so that equal keys compare equal.
-
-    * numeric columns: numbers as they are (``2 == 2.0 == Decimal('2')`` in Python too);
-      strings as the number they spell (``'7'`` -> ``Decimal(7)``).
-    * text columns: trailing spaces dropped (PAD SPACE collations, all but ``*_nopad_*``);
-      under case-insensitive (``*_ci``) collations lower-cased and, unless accent-sensitive
-      (``*_as_*``), stripped of accents; numbers as their decimal text.
-    * anything else (binary, dates): as it is.
-    """
-    if data_type in _NUMERIC:
-        return _numeric_key
-    if data_type not in _TEXT:
-        return _identity
-    name = str(collation or "").lower()
-    pad = "nopad" not in name
-    fold_case = name.endswith("_ci")
-    fold_accents = fold_case and "_as_" not in name
-
-    def text_key(value: object) -> object:
-        if isinstance(value, bytes):
-            try:
-                value = value.decode()
-            except UnicodeDecodeError:
-                return value
-        elif isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            return value
-        if pad:
-            value = value.rstrip(" ")
-        if fold_case:
-            value = value.lower()
-        if fold_accents and not value.isascii():
-            value = "".join(
-                c for c in unicodedata.normalize("NFD", value) if not unicodedata.combining(c)
-            )
-        return value
-
-    return text_key
-
-
-def _numeric_key(value: object) -> object:
-    if isinstance(value, str | bytes):
-        try:
-            text = value.decode() if isinstance(value, bytes) else value
-            number = decimal.Decimal(text.strip())
-        except (UnicodeDecodeError, decimal.InvalidOperation):
-            return value
-        return number if number.is_finite() else value
-    return value
-
-
-def _parse_dsn(dsn: object) -> _Dsn:
-    """Parse ``mysql://user:password@host:port/database?option=value`` (never echoing it)."""
-    if not isinstance(dsn, str) or not dsn:
-        msg = f"lookups.mysql: dsn must be a string like mysql://user:password@host:3306/db, got {type(dsn).__name__}"  # noqa: E501
-        raise ConfigError(msg)
-    try:
-        parts = urlsplit(dsn)
-        port = parts.port
-        user = unquote(parts.username or "")
-        password = parts.password
-        host = parts.hostname or "127.0.0.1"
-    except ValueError as exc:
-        # The DSN may hold a password: describe the problem without repeating the text.
-        msg = f"lookups.mysql: dsn is not a valid URL ({exc.args[0] if exc.args else exc})"
-        raise ConfigError(msg) from None
-    shown = f"{parts.scheme}://{user or '?'}@{host}"
-    if parts.scheme not in _SCHEMES:
-        msg = f"lookups.mysql: dsn {shown}/…: the scheme must be mysql:// or mariadb://"
-        raise ConfigError(msg)
-    database = unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
-        msg = f"lookups.mysql: dsn {shown}/…: name exactly one database after the host, e.g. /shop"
-        raise ConfigError(msg)
-    if not user:
-        msg = f"lookups.mysql: dsn {shown}/{database}: a user is required (mysql://user@host/db)"
-        raise ConfigError(msg)
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(set(options) - set(_DSN_OPTIONS))
-    if unknown:
-        msg = (
-            f"lookups.mysql: dsn {shown}/{database}: unknown option "
-            f"{', '.join(unknown)} (allowed: {', '.join(_DSN_OPTIONS)})"
-        )
-        raise ConfigError(msg)
-    try:
-        timeout = float(options.get("connect_timeout", "10"))
-    except ValueError:
-        timeout = -1.0
-    if not timeout > 0:
-        msg = f"lookups.mysql: dsn {shown}/{database}: connect_timeout must be a number > 0"
-        raise ConfigError(msg)
-    return _Dsn(
-        host=host,
-        port=3306 if port is None else port,
-        user=user,
-        password=unquote(password) if password is not None else os.environ.get("MYSQL_PWD", ""),
-        database=database,
-        charset=options.get("charset") or "utf8mb4",
-        connect_timeout=timeout,
-        unix_socket=options.get("unix_socket") or None,
-    )
 
 
 def mysql(
@@ -593,7 +374,7 @@ def mysql(
     >>> users.name
     'mysql://shop@127.0.0.1:3306/shop/dim_user'
     """
-    parsed = _parse_dsn(dsn)
+    parsed = parse_dsn(dsn)
     table, key, wanted = check_identifiers("lookups.mysql", table, key, columns)
     pool_size = check_int("lookups.mysql", "pool_size", pool_size, optional=True)
     return MysqlTable(parsed, table=table, key=key, columns=wanted, pool_size=pool_size)
