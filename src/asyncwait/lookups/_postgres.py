@@ -11,23 +11,27 @@ full cache loads one consistent snapshot.
 Credentials come from the DSN or, when it is empty, from the standard ``PG*`` environment
 variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``, ``~/.pgpass``),
 which asyncpg reads itself. The password never appears in :attr:`PostgresTable.name`, in an
-error message or in ``repr``.
+error message or in ``repr``. What the table learns of the server before its first query
+(the DSN's target, the catalog's relations and types) is in ``_postgres_server``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, final
-from urllib.parse import unquote, urlsplit
 
 from .._checks import check_int, check_seconds
 from ..errors import BadInputError, ConfigError, _short_repr
 from ._base import Row, TableState, check_identifiers, import_driver, quote_identifier
-from ._secrets import Secrets
+from ._postgres_server import (
+    column_types,
+    connection_errors,
+    find_relation,
+    list_relations,
+    target,
+)
 from ._sql import Pooled, PoolSize, SqlTable, key_chunks
 
 if TYPE_CHECKING:
@@ -47,9 +51,6 @@ _MAX_POOL = 100
 _MAX_AUTO_POOL = 50
 # Seconds to wait for busy connections to be released on close, before terminating them.
 _CLOSE_GRACE = 10.0
-# Relation kinds a lookup may read: tables, views, materialized views, partitioned and
-# foreign tables.
-_RELKINDS = "'r', 'v', 'm', 'p', 'f'"
 
 
 @final
@@ -68,59 +69,6 @@ class PostgresStatistics:
     in_flight: int
     connections: int
     idle: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """Where the DSN points, for names and messages: everything but the password."""
-
-    user: str
-    host: str
-    port: str
-    database: str
-    secrets: Secrets  # the DSN's and $PGPASSWORD, masked wherever a message could carry them
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def scrub(self, text: str) -> str:
-        return self.secrets.scrub(text)
-
-
-def _target(dsn: str) -> _Target:
-    """Parse ``dsn`` (or the ``PG*`` environment when it is empty) without keeping secrets."""
-    env = os.environ
-    secrets = Secrets(env.get("PGPASSWORD"))
-    user = host = port = database = ""
-    if dsn:
-        parts = urlsplit(dsn)
-        secrets = Secrets.in_url(parts, env.get("PGPASSWORD"))
-        netloc = parts.netloc
-        if "@" in netloc:
-            auth, _, netloc = netloc.rpartition("@")
-            user = unquote(auth.partition(":")[0])
-        if netloc.startswith("[") and "]" in netloc:  # an IPv6 literal
-            host, _, rest = netloc[1:].partition("]")
-            port = rest.removeprefix(":")
-        else:
-            host, _, port = netloc.partition(":")
-        database = unquote(parts.path.lstrip("/"))
-        for item in parts.query.split("&"):
-            name, _, value = item.partition("=")
-            if name == "host" and not host:
-                host = unquote(value)
-            elif name == "port" and not port:
-                port = value
-            elif name == "user" and not user:
-                user = unquote(value)
-            elif name in ("dbname", "database") and not database:
-                database = unquote(value)
-    user = user or env.get("PGUSER") or getpass.getuser()
-    host = host or env.get("PGHOST") or "localhost"
-    port = port or env.get("PGPORT") or "5432"
-    database = database or env.get("PGDATABASE") or user
-    return _Target(user, host, port, database, secrets)
 
 
 @final
@@ -151,12 +99,12 @@ class PostgresTable(SqlTable, Pooled):
         pool_size: int | None,
         connect_timeout: float,
     ) -> None:
-        target = _target(dsn)
+        server = target(dsn)
         where = table if schema is None else f"{schema}.{table}"
-        name = f"postgres://{target.user}@{target.address}/{target.database}/{where}"
+        name = f"postgres://{server.user}@{server.address}/{server.database}/{where}"
         super().__init__(name, table=table, key=key, columns=columns)
         self._dsn = dsn
-        self._target = target
+        self._target = server
         self._schema = schema
         self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._connect_timeout = connect_timeout
@@ -183,13 +131,7 @@ class PostgresTable(SqlTable, Pooled):
         driver = import_driver("asyncpg", connector="postgres")
         exc_mod = driver.exceptions
         self._driver = driver
-        self._connection_errors = (
-            OSError,  # refused, reset, unreachable, connect timeout
-            exc_mod.PostgresConnectionError,  # lost in the middle of a statement
-            exc_mod.CannotConnectNowError,  # starting up or shutting down
-            exc_mod.AdminShutdownError,
-            exc_mod.CrashShutdownError,
-        )
+        self._connection_errors = connection_errors(exc_mod)
         self._data_error = exc_mod.DataError
         # min_size=0: connections open on demand (the first one just below), and asyncpg
         # does not keep reconnecting in the background while the server is down.
@@ -226,40 +168,13 @@ class PostgresTable(SqlTable, Pooled):
 
     async def _check_schema(self, conn: asyncpg.Connection) -> None:
         where = f"database {self._target.database!r} at {self._target.address}"
-        found = await conn.fetchrow(
-            "SELECT n.nspname, c.oid FROM pg_catalog.pg_class c "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE c.relname = $1 AND c.relkind IN ({_RELKINDS}) AND ("
-            "  n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY(current_schemas(false)))) "
-            "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1",
-            self._table,
-            self._schema,
-        )
+        found = await find_relation(conn, self._table, self._schema)
         if found is None:
-            tables = await conn.fetch(
-                "SELECT n.nspname, c.relname, n.nspname = ANY(current_schemas(false)) AS visible "
-                "FROM pg_catalog.pg_class c "
-                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                f"WHERE c.relkind IN ({_RELKINDS}) "
-                "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                "AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
-            )
-            names = [
-                r["relname"]
-                if r["visible"] and self._schema is None
-                else f"{r['nspname']}.{r['relname']}"
-                for r in tables
-            ]
+            names = await list_relations(conn, qualify=self._schema is not None)
             place = "the search path" if self._schema is None else f"schema {self._schema!r}"
             self._no_table(where, names, place=f" in {place}")
-        schema, oid = str(found[0]), found[1]
-        attributes = await conn.fetch(
-            "SELECT attname, pg_catalog.format_type(atttypid, NULL) AS type "
-            "FROM pg_catalog.pg_attribute "
-            "WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            oid,
-        )
-        types = {str(r["attname"]): str(r["type"]) for r in attributes}
+        schema, oid = found
+        types = await column_types(conn, oid)
         wanted = self._choose_columns(list(types), f"table {schema}.{self._table} in {where}")
         q = quote_identifier
         self._relation = source = f"{q(schema)}.{q(self._table)}"
