@@ -13,13 +13,12 @@ Connections come from one blocking pool of ``pool_size`` connections: a lookup w
 free connection instead of failing. redis-py's own retries are switched off (a retry is the
 operator's decision, see :mod:`asyncwait.retry`); its connection and timeout errors become
 the built-in :class:`ConnectionError` / :class:`TimeoutError`, naming the lookup and
-``host:port`` and never the password.
+``host:port`` and never the password. Replies become rows in ``_redis_replies``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from collections.abc import AsyncIterator, Hashable, Iterator, Sequence
@@ -28,8 +27,9 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 from urllib.parse import SplitResult, urlsplit
 
 from .._checks import check_int, check_seconds
-from ..errors import BadInputError, ConfigError, _short_repr
+from ..errors import ConfigError, _short_repr
 from ._base import Row, TableState, closed_error, import_driver
+from ._redis_replies import HGETALL_MANY, Replies
 from ._secrets import Secrets
 from ._sql import Pooled, PoolSize, key_chunks
 
@@ -51,20 +51,6 @@ _DEFAULT_POOL: Final = 10
 _MAX_AUTO_POOL: Final = 100
 _VALUE_FORMATS: Final = ("hash", "json")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-# get_many of hashes: HGETALL of every key on the server, answered as ONE JSON string.
-# A pipeline of HGETALL is one round trip too, but redis-py parses every field of every
-# reply in Python (~35 µs per key); one string and json.loads cost ~4 µs per key
-# (bench/kv.py). pcall keeps a key of the wrong type from failing the others: it is
-# answered {"err": ...}. An empty table encodes as {} (cjson), which is how a missing key
-# (an empty hash) comes back.
-_HGETALL_MANY: Final = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local ok, fields = pcall(redis.call, 'HGETALL', key)
-  if ok then out[i] = fields else out[i] = {err = tostring(fields.err or fields)} end
-end
-return cjson.encode(out)
-"""
 
 
 @final
@@ -115,12 +101,13 @@ class RedisTable(Pooled):
         self.name = f"{_safe_url(parts)}/{key_prefix}*"
         self._prefix = key_prefix
         self._json = value == "json"
+        self._replies = Replies(self.name, value)
         self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._connect_timeout = connect_timeout
         self._state = TableState.NEW
         self._client: Redis | None = None
         self._driver: Any = None  # the redis.exceptions module, once open
-        # Reads a batch of hashes in one command (see _HGETALL_MANY); None: use pipelines.
+        # Reads a batch of hashes in one command (see HGETALL_MANY); None: use pipelines.
         self._script: Any = None
         self._script_refused = ""  # why the server refused the script, if it did
         self._round_trips = 0
@@ -178,7 +165,7 @@ class RedisTable(Pooled):
             raise
         self._client = client
         self._driver = exceptions
-        self._script = None if self._json else client.register_script(_HGETALL_MANY)
+        self._script = None if self._json else client.register_script(HGETALL_MANY)
         self._state = TableState.OPEN
 
     async def close(self) -> None:
@@ -217,30 +204,6 @@ class RedisTable(Pooled):
         finally:
             self._in_flight -= 1
 
-    def _bad_type(self, redis_key: str, exc: BaseException) -> BadInputError:
-        msg = (
-            f"lookup {self.name}: Redis key {redis_key!r} does not hold a "
-            f"{self.value_format}: {exc}"
-        )
-        return BadInputError(msg, source=self.name)
-
-    def _parse_json(self, redis_key: str, text: str | bytes) -> Row:
-        try:
-            row = json.loads(text)
-        except ValueError as exc:
-            msg = (
-                f"lookup {self.name}: the value of Redis key {redis_key!r} is not JSON "
-                f"({exc}): {_short_repr(text)}"
-            )
-            raise BadInputError(msg, source=self.name) from exc
-        if not isinstance(row, dict):
-            msg = (
-                f"lookup {self.name}: the value of Redis key {redis_key!r} is JSON "
-                f"{type(row).__name__}, not an object: {_short_repr(text)}"
-            )
-            raise BadInputError(msg, source=self.name)
-        return row
-
     async def get(self, key: Hashable) -> Row | None:
         client = self._open_client()
         redis_key = self._prefix + str(key)
@@ -251,9 +214,9 @@ class RedisTable(Pooled):
                 else:
                     fields = await client.hgetall(redis_key)
             except self._driver.ResponseError as exc:
-                raise self._bad_type(redis_key, exc) from exc
+                raise self._replies.bad_type(redis_key, exc) from exc
         if self._json:
-            return None if text is None else self._parse_json(redis_key, text)
+            return None if text is None else self._replies.json_row(redis_key, text)
         # decode_responses=True: field names and values are str.
         return cast("Row", dict(fields)) if fields else None
 
@@ -276,7 +239,7 @@ class RedisTable(Pooled):
             with self._request(len(redis_keys)):
                 texts = await client.mget(redis_keys)
             return [
-                None if text is None else self._parse_json(rk, text)
+                None if text is None else self._replies.json_row(rk, text)
                 for rk, text in zip(redis_keys, texts, strict=True)
             ]
         if self._script is not None:
@@ -288,19 +251,8 @@ class RedisTable(Pooled):
                 self._script = None
                 self._script_refused = _short_repr(str(exc))
             else:
-                return self._from_script(redis_keys, encoded)
+                return self._replies.script_rows(redis_keys, encoded)
         return await self._fetch_pipelined(client, redis_keys)
-
-    def _from_script(self, redis_keys: list[str], encoded: str) -> list[Row | None]:
-        rows: list[Row | None] = []
-        for rk, reply in zip(redis_keys, json.loads(encoded), strict=True):
-            if isinstance(reply, list):  # HGETALL's flat field, value, field, value, ...
-                rows.append(dict(zip(reply[::2], reply[1::2], strict=True)))
-            elif reply:  # {"err": ...}: the key holds something else than a hash
-                raise self._bad_type(rk, RuntimeError(reply.get("err", reply)))
-            else:  # {}: an empty (missing) hash
-                rows.append(None)
-        return rows
 
     async def _fetch_pipelined(self, client: Redis, redis_keys: list[str]) -> list[Row | None]:
         pipe = client.pipeline(transaction=False)
@@ -308,16 +260,7 @@ class RedisTable(Pooled):
             pipe.hgetall(rk)
         with self._request(len(redis_keys)):
             replies = await pipe.execute(raise_on_error=False)
-        rows: list[Row | None] = []
-        for rk, reply in zip(redis_keys, replies, strict=True):
-            if isinstance(reply, self._driver.ResponseError):
-                raise self._bad_type(rk, reply) from reply
-            if isinstance(reply, BaseException):
-                # A connection error is raised by execute() itself; anything else here is a
-                # failure of this one command that we cannot map to a row.
-                raise reply
-            rows.append(cast("Row", dict(reply)) if reply else None)
-        return rows
+        return self._replies.pipeline_rows(redis_keys, replies, self._driver.ResponseError)
 
     async def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
         client = self._open_client()
