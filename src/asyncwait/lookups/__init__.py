@@ -1,8 +1,21 @@
 """Lookup tables: the external side of a lookup (dimension-table) join.
 
 A lookup table maps a key to one row (a ``dict`` of column -> value) or ``None``. Every
-connector honours the :class:`LookupTable` contract; :func:`sqlite` is the embedded default,
-and the network connectors (postgres, mysql, redis, http) import their driver only when used.
+connector honours the :class:`LookupTable` contract (:class:`PooledTable` when a join sizes
+its pool); :func:`sqlite` is the embedded default, and the network connectors (postgres,
+mysql, redis, http) import their driver only when used. Every module is private; this one
+is the public surface. The layout::
+
+    _base.py       the contract (LookupTable, PooledTable, Row), states, shared checks
+    _sql.py        the tables' skeleton: SqlTable, key_chunks, Statements, Pooled/PoolSize
+    _secrets.py    Secrets: passwords and tokens masked in names, reprs and messages
+    _sqlite.py     sqlite()    over aiosqlite
+    _postgres.py   postgres()  over asyncpg;  _postgres_server.py: DSN target, pg_catalog
+    _mysql.py      mysql()     over aiomysql; _mysql_pool.py: DSN and connection pool,
+                                              _mysql_dialect.py: quoting, key comparison
+    _threaded.py   threaded()  any DB-API 2 driver in threads; _dbapi.py: the adaptation
+    _redis.py      redis()     over redis-py; _redis_replies.py: replies into rows
+    _http.py       http()      over aiohttp;  _http_client.py: session and requests
 
 >>> from asyncwait import lookups
 >>> users = lookups.sqlite("dim.db", table="dim_user", key="user_id", columns=["age"])

@@ -2,7 +2,8 @@
 
 :class:`LookupTable` is the contract, :class:`PooledTable` its extension for tables with a
 pool that a join sizes; :class:`TableState` and :func:`closed_error` are every connector's
-life cycle; :func:`check_identifiers` and :func:`quote_identifier` serve the SQL ones.
+life cycle, :func:`import_driver` its optional driver; :func:`check_identifiers` and
+:func:`quote_identifier` serve the SQL ones.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ holds what such a table *is* (name, table, key, columns, state, query counters) 
 what a schema check found missing; the subclass holds the driver, and with it the hot path
 (``get``, ``get_many``), which stays free of helper calls per query or per key.
 
-The key-value tables (redis, http) share the rest: :func:`key_chunks` splits a batch into
+:class:`Statements` keeps an SQL table's ``get_many`` statement per chunk size. The rest
+serves the key-value tables (redis, http) as well: :func:`key_chunks` splits a batch into
 the distinct keys in chunks of the store's size and makes the result they fill, and
 :class:`Pooled` with its :class:`PoolSize` is the pool sizing of
 :class:`~asyncwait.lookups.PooledTable`, which every table with a pool inherits.
