@@ -19,6 +19,7 @@ from .errors import AsyncWaitError as AsyncWaitError
 from .errors import BadInputError as BadInputError
 from .errors import ClosedError as ClosedError
 from .errors import ConfigError as ConfigError
+from .errors import HttpStatusError as HttpStatusError
 from .errors import InternalError as InternalError
 from .function import AsyncFunction as AsyncFunction
 from .function import RuntimeContext as RuntimeContext
@@ -52,6 +53,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "DataStream",
+    "HttpStatusError",
     "InternalError",
     "JobProgress",
     "JobResult",

@@ -41,6 +41,7 @@ def check_int(
     value: object,
     *,
     minimum: int = ...,
+    maximum: int | None = ...,
     optional: Literal[False] = ...,
     error: type[ValueError] = ...,
 ) -> int: ...
@@ -51,6 +52,7 @@ def check_int(
     value: object,
     *,
     minimum: int = ...,
+    maximum: int | None = ...,
     optional: Literal[True],
     error: type[ValueError] = ...,
 ) -> int | None: ...
@@ -60,14 +62,23 @@ def check_int(
     value: object,
     *,
     minimum: int = 1,
+    maximum: int | None = None,
     optional: bool = False,
     error: type[ValueError] = ConfigError,
 ) -> int | None:
-    """Return ``value`` if it is an int >= ``minimum`` (or ``None`` when ``optional``)."""
+    """Return ``value`` if it is an int >= ``minimum`` (and <= ``maximum``, if given).
+
+    ``None`` is accepted, and returned, when ``optional``.
+    """
     if value is None and optional:
         return None
-    if not is_int(value) or value < minimum:  # type: ignore[operator]
-        allowed = f"an int >= {minimum}" + (" or None" if optional else "")
+    if (
+        not is_int(value)
+        or value < minimum  # type: ignore[operator]
+        or (maximum is not None and value > maximum)  # type: ignore[operator]
+    ):
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        allowed = f"an int {bound}" + (" or None" if optional else "")
         msg = f"{owner}: {field} must be {allowed}, got {value!r}"
         raise error(msg)
     assert isinstance(value, int)  # is_int

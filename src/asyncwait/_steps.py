@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, final
 
 from ._channel import SourcedRecord
+from ._reprs import short_repr
 from .elements import Record, StreamElement, Watermark
-from .errors import AsyncFunctionError, BadInputError, _short_repr
+from .errors import AsyncFunctionError, BadInputError
 
 
 class StepReject(Protocol):
@@ -36,7 +37,7 @@ def step_failure(step: str, record: Record[Any], exc: BaseException) -> AsyncFun
 
     ``.record`` stays the runtime's record until the job adds its line and makes it plain.
     """
-    msg = f"{step}: could not process {_short_repr(record)}: {type(exc).__name__}: {exc}"
+    msg = f"{step}: could not process {short_repr(record)}: {type(exc).__name__}: {exc}"
     error = AsyncFunctionError(msg, record)
     error.__cause__ = exc
     return error

@@ -9,6 +9,8 @@ The hierarchy::
     ├── BadInputError               one malformed input (bad line, missing key, wrong type);
     │                               the runtime routes it to the errors file (also a ValueError)
     ├── ClosedError                 our code closed the operator, then it was used again
+    ├── HttpStatusError             an HTTP lookup answered neither 200 (row) nor 404 (miss);
+    │                               .status, .retryable (429, 5xx), .retry_after
     └── InternalError               a broken invariant: a bug in asyncwait
 
 *Closed* (:class:`ClosedError`, we closed it) is kept apart from *broken*
@@ -18,8 +20,6 @@ The hierarchy::
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from ._reprs import short_repr
 
 if TYPE_CHECKING:
     from .elements import Record
@@ -31,11 +31,9 @@ __all__ = (
     "BadInputError",
     "ClosedError",
     "ConfigError",
+    "HttpStatusError",
     "InternalError",
 )
-
-# The old private name, still used by modules not yet moved to short_repr.
-_short_repr = short_repr
 
 
 class AsyncWaitError(Exception):
@@ -91,6 +89,51 @@ class BadInputError(AsyncWaitError, ValueError):
 
 class ClosedError(AsyncWaitError):
     """The object was closed by asyncwait (or by the user) and cannot be used any more."""
+
+
+class HttpStatusError(AsyncWaitError):
+    """The service answered a lookup with a status other than 200 (row) or 404 (miss).
+
+    Attributes:
+        status: the HTTP status code.
+        url: the request's URL, without credentials or query secrets.
+        retry_after: seconds the server asked to wait (its ``Retry-After`` header), or
+            ``None``.
+        retryable: ``True`` for 429 and 5xx, which a retry may cure.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, url: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the status says a later attempt may succeed (429 or 5xx)."""
+        return self.status == 429 or self.status >= 500
+
+    @staticmethod
+    def is_retryable(exc: BaseException) -> bool:
+        """Retry predicate for HTTP lookups: transient failures only.
+
+        True for an :class:`HttpStatusError` that is ``retryable`` (429, 5xx) and for the
+        :class:`ConnectionError`/:class:`TimeoutError` an unreachable or silent service
+        raises; false for everything else (a 401, a malformed body, ...).
+
+        >>> from asyncwait import retry
+        >>> policy = retry.exponential_backoff(
+        ...     3, 0.1, 2.0, on_exception=HttpStatusError.is_retryable)
+        >>> HttpStatusError.is_retryable(HttpStatusError("busy", status=503, url="u"))
+        True
+        >>> HttpStatusError.is_retryable(HttpStatusError("no", status=401, url="u"))
+        False
+        """
+        if isinstance(exc, HttpStatusError):
+            return exc.retryable
+        return isinstance(exc, ConnectionError | TimeoutError)
 
 
 class InternalError(AsyncWaitError):

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar, final, overload
 
 from ._channel import SourcedRecord
+from ._reprs import short_repr
 from ._steps import Step, StepReject, step_failure
 from .elements import Record, StreamElement, Watermark
-from .errors import BadInputError, ConfigError, _short_repr
+from .errors import BadInputError, ConfigError
 
 __all__ = ("MAX_TIMESTAMP", "WatermarkStrategy")
 
@@ -286,8 +287,8 @@ class _WatermarkStep(Step):
             reason = f"{self.name}: the record has no timestamp and the strategy has no assigner"
         else:
             reason = (
-                f"{self.name}: the timestamp of {_short_repr(element.value)} is "
-                f"{_short_repr(timestamp)}; event time must be int milliseconds"
+                f"{self.name}: the timestamp of {short_repr(element.value)} is "
+                f"{short_repr(timestamp)}; event time must be int milliseconds"
             )
         self._reject(BadInputError(reason), element)
         return None

@@ -1,12 +1,19 @@
-"""The lookup-table contract shared by every connector, and helpers for SQL connectors."""
+"""The lookup-table contract shared by every connector, and the helpers they all use.
+
+:class:`LookupTable` is the contract, :class:`PooledTable` its extension for tables with a
+pool that a join sizes; :class:`TableState` and :func:`closed_error` are every connector's
+life cycle, :func:`import_driver` its optional driver; :func:`check_identifiers` and
+:func:`quote_identifier` serve the SQL ones.
+"""
 
 from __future__ import annotations
 
 import enum
+import importlib
 from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from ..errors import ConfigError
+from ..errors import ClosedError, ConfigError
 
 __all__ = (
     "LookupTable",
@@ -14,6 +21,8 @@ __all__ = (
     "Row",
     "TableState",
     "check_identifiers",
+    "closed_error",
+    "import_driver",
     "quote_identifier",
 )
 
@@ -27,6 +36,31 @@ class TableState(enum.Enum):
     NEW = "new"  # constructed; open() not called yet
     OPEN = "open"  # connected, configuration checked against the real system
     CLOSED = "closed"  # close() called; open() may connect again
+
+
+def closed_error(name: str, state: TableState) -> ClosedError:
+    """The error of a lookup on table ``name`` while it is not open (``state``)."""
+    msg = f"lookup {name} {'was closed' if state is TableState.CLOSED else 'is not open yet'}"
+    return ClosedError(msg)
+
+
+def import_driver(module: str, *, connector: str, package: str | None = None) -> Any:
+    """Import a connector's optional driver, or name the extra that installs it.
+
+    Args:
+        module: the driver's module, e.g. ``"asyncpg"``.
+        connector: the connector (and the extra of the same name), e.g. ``"postgres"``.
+        package: the driver as the message names it; default ``module``.
+
+    Raises:
+        ConfigError: the driver is not installed, e.g. ``lookups.postgres needs asyncpg:
+            pip install 'asyncwait[postgres]'``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has them all
+        msg = f"lookups.{connector} needs {package or module}: pip install 'asyncwait[{connector}]'"
+        raise ConfigError(msg) from exc
 
 
 class LookupTable(Protocol):
@@ -79,14 +113,17 @@ class LookupTable(Protocol):
 
 @runtime_checkable
 class PooledTable(LookupTable, Protocol):
-    """A lookup table with a connection pool sized from the join's concurrency.
+    """A lookup table with a pool of connections (or threads) sized from its use.
 
-    A lookup join calls ``expect_queries(n)`` before ``open()`` with the most queries it
-    keeps in flight, so the table can size its pool to serve them all at once.
+    Contract, on top of :class:`LookupTable`: a join tells the table how many queries it
+    keeps in flight, before ``open()``, so a pooled table sizes its pool: enough for those
+    queries and a full cache's ``scan``, within the table's own bound. A size the user gave
+    explicitly wins; a call after ``open()`` changes nothing. Tables without the method
+    (yours, test fakes) are used as they are.
     """
 
     def expect_queries(self, queries: int) -> None:
-        """Size the pool for ``queries`` queries in flight (called before ``open``)."""
+        """Size the pool for ``queries`` concurrent queries (called before ``open()``)."""
         ...
 
 

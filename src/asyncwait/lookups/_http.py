@@ -4,99 +4,48 @@ The row for ``key`` is the JSON object the service answers at ``url_template`` w
 ``{key}`` replaced by the URL-quoted ``str(key)``: **200** with a JSON object is the row,
 **404** is a miss, **429 and 5xx** raise :class:`HttpStatusError` with ``retryable`` set
 (a retry strategy matches it with :meth:`HttpStatusError.is_retryable`), any other status
-raises it with ``retryable`` unset.
+raises it with ``retryable`` unset. The class lives in :mod:`asyncwait.errors`, with every
+other exception.
 
 ``Retry-After``: retry strategies are pure functions of the attempt number, so they cannot
 wait for as long as a server asks. The table honours the header itself: on 429/503 (any
 retryable status) carrying ``Retry-After``, it waits that long on the loop clock and asks
 again, as long as the waits of one call add up to at most ``max_retry_after`` seconds
-(and number at most 5);
-past that it raises :class:`HttpStatusError` with ``retry_after`` set and the operator's
-retry strategy (and deadline) take over. The operator's timeout cancels such a wait.
+(and number at most 5); past that it raises :class:`HttpStatusError` with ``retry_after``
+set and the operator's retry strategy (and deadline) take over. The operator's timeout
+cancels such a wait.
 
-All requests share one :class:`aiohttp.ClientSession` whose connector holds at most
-``pool_size`` connections; requests beyond that wait for one.
+This module says what a row is and how keys become requests; the requests themselves go
+through ``_http_client.HttpClient``: one :class:`aiohttp.ClientSession` whose connector
+holds at most ``pool_size`` connections (requests beyond that wait for one), the
+Retry-After waits and the translation of the driver's errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import json
 import os
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Final, final
-from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from typing import Final, final
+from urllib.parse import SplitResult, quote, urlsplit
 
-from ..errors import AsyncWaitError, BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, TableState
+from .._checks import check_int, check_seconds
+from .._reprs import short_repr
+from ..errors import BadInputError, ConfigError
+from ._base import Row, TableState, import_driver
+from ._http_client import HttpClient, shown_url, without_userinfo
+from ._secrets import Secrets
+from ._sql import Pooled, PoolSize, key_chunks
 
-if TYPE_CHECKING:
-    import aiohttp
-
-__all__ = ("HttpStatistics", "HttpStatusError", "HttpTable", "http")
+__all__ = ("HttpStatistics", "HttpTable", "http")
 
 _METHODS: Final = ("GET", "POST")
 # Connections unless pool_size says otherwise: the operator's default capacity.
 _DEFAULT_POOL: Final = 100
-# Retry-After waits per call at most, whatever their total (a server answering
-# "Retry-After: 0" forever must not keep a call looping).
-_MAX_WAITS: Final = 5
 # Keys per request to the batch endpoint, whatever batch the caller sends.
 _BATCH_CHUNK: Final = 1000
-_MASK: Final = "***"
-
-
-class HttpStatusError(AsyncWaitError):
-    """The service answered a lookup with a status other than 200 (row) or 404 (miss).
-
-    Attributes:
-        status: the HTTP status code.
-        url: the request's URL, without credentials or query secrets.
-        retry_after: seconds the server asked to wait (its ``Retry-After`` header), or
-            ``None``.
-        retryable: ``True`` for 429 and 5xx, which a retry may cure.
-    """
-
-    def __init__(
-        self, message: str, *, status: int, url: str, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.url = url
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the status says a later attempt may succeed (429 or 5xx)."""
-        return self.status == 429 or self.status >= 500
-
-    @staticmethod
-    def is_retryable(exc: BaseException) -> bool:
-        """Retry predicate for HTTP lookups: transient failures only.
-
-        True for an :class:`HttpStatusError` that is ``retryable`` (429, 5xx) and for the
-        :class:`ConnectionError`/:class:`TimeoutError` an unreachable or silent service
-        raises; false for everything else (a 401, a malformed body, ...).
-
-        >>> from asyncwait import retry
-        >>> policy = retry.exponential_backoff(
-        ...     3, 0.1, 2.0, on_exception=HttpStatusError.is_retryable)
-        >>> HttpStatusError.is_retryable(HttpStatusError("busy", status=503, url="u"))
-        True
-        >>> HttpStatusError.is_retryable(HttpStatusError("no", status=401, url="u"))
-        False
-        """
-        if isinstance(exc, HttpStatusError):
-            return exc.retryable
-        return isinstance(exc, ConnectionError | TimeoutError)
-
-
-_State = TableState
 
 
 @final
@@ -124,7 +73,7 @@ class HttpStatistics:
 
 
 @final
-class HttpTable:
+class HttpTable(Pooled):
     """A lookup table served by an HTTP service, one request per key; build it with :func:`http`.
 
     See :class:`~asyncwait.lookups.LookupTable` for the contract and :func:`http` for the
@@ -149,33 +98,32 @@ class HttpTable:
         max_retry_after: float,
     ) -> None:
         parts = urlsplit(url_template)
-        self._template, self._auth = _without_userinfo(parts)
-        self._shown_template = _shown(parts)
-        self._where = _host_port(parts)
-        self._host = parts.hostname or "localhost"
-        self._port = int(self._where.rsplit(":", 1)[1])
+        self._template, self._auth = without_userinfo(parts)
+        self._shown_template = shown_url(parts)
         self.name = self._shown_template + ("" if method == "GET" else f" ({method})")
         self._method = method
         self._headers = dict(headers)
         if batch_url is None:
             self._batch_url: str | None = None
             self._shown_batch = ""
+            secrets = Secrets.in_url(parts)
         else:
             batch_parts = urlsplit(batch_url)
-            self._batch_url = _without_userinfo(batch_parts)[0]
-            self._shown_batch = _shown(batch_parts)
-        self._pool_option = pool_size
-        self._pool_size = pool_size or _DEFAULT_POOL
+            self._batch_url = without_userinfo(batch_parts)[0]
+            self._shown_batch = shown_url(batch_parts)
+            secrets = Secrets.in_url(parts, batch_parts.password)
+        self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_DEFAULT_POOL)
         self._authorization_env = authorization_env
-        self._request_timeout = request_timeout
-        self._connect_timeout = connect_timeout
-        self._max_retry_after = max_retry_after
-        self._state = _State.NEW
-        self._session: aiohttp.ClientSession | None = None
-        self._driver: Any = None  # the aiohttp module, once open
-        self._requests = self._batch_requests = self._keys = self._in_flight = 0
-        self._waits = 0
-        self._waited = 0.0
+        self._state = TableState.NEW
+        self._client = HttpClient(
+            self.name,
+            url=parts,
+            batch_url=self._batch_url,
+            secrets=secrets,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            max_retry_after=max_retry_after,
+        )
 
     def expect_queries(self, queries: int) -> None:
         """Size the pool for ``queries`` concurrent requests to the batch endpoint.
@@ -184,19 +132,15 @@ class HttpTable:
         ``max_queries``. Without a ``batch_url`` a batch becomes one request per key, so
         the default pool (100) stays; an explicit ``pool_size`` always wins.
         """
-        if (
-            self._pool_option is None
-            and self._batch_url is not None
-            and self._state is not _State.OPEN
-        ):
-            self._pool_size = max(1, min(queries + 1, _DEFAULT_POOL))
+        if self._batch_url is not None:
+            super().expect_queries(queries)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
-        aiohttp = _import_aiohttp()
+        aiohttp = import_driver("aiohttp", connector="http")
         headers = dict(self._headers)
         if self._authorization_env is not None:
             token = os.environ.get(self._authorization_env)
@@ -211,39 +155,12 @@ class HttpTable:
             user, password = self._auth
             basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {basic}"
-        await self._probe()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._pool_size),
-            timeout=aiohttp.ClientTimeout(
-                total=self._request_timeout, sock_connect=self._connect_timeout
-            ),
-            headers=headers,
-            raise_for_status=False,
-        )
-        self._driver = aiohttp
-        self._state = _State.OPEN
-
-    async def _probe(self) -> None:
-        """Fail early, naming ``host:port``, when nothing accepts connections there."""
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                _, writer = await asyncio.open_connection(self._host, self._port)
-        except (OSError, TimeoutError) as exc:
-            msg = (
-                f"lookup {self.name}: cannot connect to {self._where}: "
-                f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc!r}"
-            )
-            raise ConnectionError(msg) from exc
-        writer.close()
-        # The probe's connection is ours alone: how it ends does not matter.
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await self._client.open(aiohttp, headers, self._size.value)
+        self._state = TableState.OPEN
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        self._state = _State.CLOSED
-        if session is not None:
-            await session.close()
+        self._state = TableState.CLOSED
+        await self._client.close()
 
     # ------------------------------------------------------------------ lookups
 
@@ -258,25 +175,26 @@ class HttpTable:
     async def get(self, key: Hashable) -> Row | None:
         url, shown = self._url(key)
         body = {"key": str(key)} if self._method == "POST" else None
-        what = f"key {_short_repr(key)}"
-        data = await self._exchange(self._method, url, shown, body, what, keys=1, miss_ok=True)
+        what = f"key {short_repr(key)}"
+        data = await self._client.exchange(
+            self._method, url, shown, body, what, keys=1, miss_ok=True
+        )
         if data is None:
             return None
         if not isinstance(data, dict):
             msg = (
                 f"lookup {self.name}: {self._method} {shown} answered JSON "
-                f"{type(data).__name__} for {what}, not an object: {_short_repr(data)}"
+                f"{type(data).__name__} for {what}, not an object: {short_repr(data)}"
             )
             raise BadInputError(msg, source=self.name)
         return data
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
-        distinct = list(dict.fromkeys(keys))
         if self._batch_url is None:
-            return await self._get_each(distinct)
-        result: dict[Hashable, Row | None] = {}
-        for start in range(0, len(distinct), _BATCH_CHUNK):
-            result.update(await self._get_batch(distinct[start : start + _BATCH_CHUNK]))
+            return await self._get_each(list(dict.fromkeys(keys)))
+        result, chunks = key_chunks(keys, _BATCH_CHUNK)
+        for chunk in chunks:
+            result.update(await self._get_batch(chunk))
         return result
 
     async def _get_each(self, keys: list[Hashable]) -> dict[Hashable, Row | None]:
@@ -301,7 +219,7 @@ class HttpTable:
         assert self._batch_url is not None  # checked by get_many
         wire = [str(k) for k in keys]
         what = f"a batch of {len(keys)} keys"
-        data = await self._exchange(
+        data = await self._client.exchange(
             "POST",
             self._batch_url,
             self._shown_batch,
@@ -313,7 +231,7 @@ class HttpTable:
         where = f"batch endpoint POST {self._shown_batch}"
         if not isinstance(data, dict):
             msg = (
-                f"lookup {self.name}: {where} answered {_short_repr(data)} for {what}; "
+                f"lookup {self.name}: {where} answered {short_repr(data)} for {what}; "
                 'expected a JSON object {"<key>": row or null}'
             )
             raise BadInputError(msg, source=self.name)
@@ -325,96 +243,12 @@ class HttpTable:
             row = data[text]
             if row is not None and not isinstance(row, dict):
                 msg = (
-                    f"lookup {self.name}: {where} answered {_short_repr(row)} for key "
+                    f"lookup {self.name}: {where} answered {short_repr(row)} for key "
                     f"{text!r}; expected a JSON object or null"
                 )
                 raise BadInputError(msg, source=self.name)
             result[key] = row
         return result
-
-    async def _exchange(
-        self, method: str, url: str, shown: str, body: Any, what: str, *, keys: int, miss_ok: bool
-    ) -> Any:
-        """Send one request and return its JSON, waiting out Retry-After.
-
-        Returns ``None`` for a 404 when ``miss_ok`` (a per-key request: the key has no row).
-        """
-        waited = 0.0
-        waits = 0
-        while True:
-            status, reason, raw, retry_after = await self._send(method, url, shown, body, keys)
-            if status == 200:
-                try:
-                    return json.loads(raw)
-                except ValueError as exc:
-                    msg = (
-                        f"lookup {self.name}: {method} {shown} answered malformed JSON for "
-                        f"{what} ({exc}): {_short_repr(raw[:200])}"
-                    )
-                    raise BadInputError(msg, source=self.name) from exc
-            if status == 404 and miss_ok:
-                return None
-            error = HttpStatusError(
-                f"lookup {self.name}: {method} {shown} answered {status} {reason} for {what}"
-                + ("" if retry_after is None else f" (Retry-After: {retry_after:g} s)")
-                + (f": {_short_repr(raw[:200])}" if raw and not 200 <= status < 300 else ""),
-                status=status,
-                url=shown,
-                retry_after=retry_after,
-            )
-            if (
-                error.retryable
-                and retry_after is not None
-                and waited + retry_after <= self._max_retry_after
-                and waits < _MAX_WAITS
-            ):
-                waits += 1
-                waited += retry_after
-                self._waits += 1
-                self._waited += retry_after
-                await asyncio.sleep(retry_after)
-                continue
-            raise error
-
-    async def _send(
-        self, method: str, url: str, shown: str, body: Any, keys: int
-    ) -> tuple[int, str, bytes, float | None]:
-        session = self._session
-        if session is None:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
-        aiohttp = self._driver
-        self._requests += 1
-        self._batch_requests += url == self._batch_url
-        self._keys += keys
-        self._in_flight += 1
-        try:
-            async with session.request(method, url, json=body) as response:
-                raw = await response.read()
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                return response.status, response.reason or "", raw, retry_after
-        except aiohttp.ClientConnectorError as exc:
-            msg = (
-                f"lookup {self.name}: cannot connect to {exc.host}:{exc.port} for "
-                f"{method} {shown}: {exc.os_error.strerror or exc.os_error}"
-            )
-            raise ConnectionError(msg) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            detail = (str(exc) or type(exc).__name__).replace(url, shown)
-            msg = (
-                f"lookup {self.name}: the connection to {self._where} broke during "
-                f"{method} {shown}: {detail}"
-            )
-            raise ConnectionError(msg) from exc
-        except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one, too
-            msg = (
-                f"lookup {self.name}: {method} {shown} got no answer within "
-                f"{self._request_timeout:g} s"
-            )
-            raise TimeoutError(msg) from exc
-        finally:
-            self._in_flight -= 1
 
     def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
         msg = (
@@ -427,112 +261,35 @@ class HttpTable:
 
     def statistics(self) -> HttpStatistics:
         """Return the current counters."""
+        client = self._client
         return HttpStatistics(
-            requests=self._requests,
-            batch_requests=self._batch_requests,
-            keys=self._keys,
-            in_flight=self._in_flight,
-            retry_after_waits=self._waits,
-            retry_after_seconds=self._waited,
-            pool_size=self._pool_size,
+            requests=client.requests,
+            batch_requests=client.batch_requests,
+            keys=client.keys,
+            in_flight=client.in_flight,
+            retry_after_waits=client.waits,
+            retry_after_seconds=client.waited,
+            pool_size=self._size.value,
         )
 
     def __repr__(self) -> str:
         batch = f" batch={self._shown_batch!r}" if self._batch_url else ""
         return (
-            f"<HttpTable {self.name!r}{batch} {self._state.value} pool={self._pool_size} "
-            f"requests={self._requests} in-flight={self._in_flight}>"
+            f"<HttpTable {self.name!r}{batch} {self._state.value} pool={self._size.value} "
+            f"requests={self._client.requests} in-flight={self._client.in_flight}>"
         )
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None  # unparseable: as if absent
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        # An HTTP date is wall-clock time by definition; the wait itself runs on the loop.
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN: as if absent
-
-
-def _host_port(parts: SplitResult) -> str:
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = 443 if parts.scheme == "https" else 80
-    return f"{parts.hostname or 'localhost'}:{port}"
-
-
-def _without_userinfo(parts: SplitResult) -> tuple[str, tuple[str, str] | None]:
-    """The URL without ``user:password@``, and those credentials (for basic auth)."""
-    netloc = parts.netloc.rpartition("@")[2]
-    url = urlunsplit(parts._replace(netloc=netloc))
-    if parts.username is None:
-        return url, None
-    return url, (unquote(parts.username), unquote(parts.password or ""))
-
-
-def _shown(parts: SplitResult) -> str:
-    """The URL as names and errors show it: no credentials, query values masked.
-
-    A query value holding ``{key}`` stays (it is the lookup key); every other value may
-    be a token, so it is masked.
-    """
-    netloc = parts.netloc.rpartition("@")[2]
-    query = urlencode(
-        [
-            (name, value if "{key}" in value else _MASK)
-            for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="{}*",
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
-
-
-def _import_aiohttp() -> Any:
-    try:
-        import aiohttp
-    except ModuleNotFoundError as exc:
-        msg = "lookups.http needs aiohttp: pip install 'asyncwait[http]'"
-        raise ConfigError(msg) from exc
-    return aiohttp
-
-
-def _check_seconds(field: str, value: object, *, allow_none: bool, allow_zero: bool) -> None:
-    if value is None and allow_none:
-        return
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        msg = f"lookups.http: {field} must be seconds {bound}, got {value!r}"
-        raise ConfigError(msg)
 
 
 def _check_url(field: str, url: object) -> SplitResult:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = _shown(parts) if parts is not None else repr(url)
+        shown = shown_url(parts) if parts is not None else repr(url)
         msg = f"lookups.http: {field} must be an http:// or https:// URL, got {shown!r}"
         raise ConfigError(msg)
     try:
         parts.port  # noqa: B018 - raises for a port out of range
     except ValueError as exc:
-        msg = f"lookups.http: {field} has a bad port: {_shown(parts)!r} ({exc})"
+        msg = f"lookups.http: {field} has a bad port: {shown_url(parts)!r} ({exc})"
         raise ConfigError(msg) from None
     return parts
 
@@ -604,7 +361,7 @@ def http(
         msg = f"lookups.http: method must be 'GET' or 'POST', got {method!r}"
         raise ConfigError(msg)
     if method == "GET" and "{key}" not in url_template:
-        msg = f"lookups.http: url_template must contain '{{key}}' for GET, got {_shown(parts)!r}"
+        msg = f"lookups.http: url_template must contain '{{key}}' for GET, got {shown_url(parts)!r}"
         raise ConfigError(msg)
     if batch_url is not None:
         _check_url("batch_url", batch_url)
@@ -615,19 +372,15 @@ def http(
     ):
         msg = "lookups.http: headers must map header names to string values"
         raise ConfigError(msg)
-    if pool_size is not None and (
-        isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
-    ):
-        msg = f"lookups.http: pool_size must be an int >= 1 or None, got {pool_size!r}"
-        raise ConfigError(msg)
+    pool_size = check_int("lookups.http", "pool_size", pool_size, optional=True)
     if authorization_env is not None and (
         not isinstance(authorization_env, str) or not authorization_env
     ):
         msg = f"lookups.http: authorization_env must name a variable, got {authorization_env!r}"
         raise ConfigError(msg)
-    _check_seconds("request_timeout", request_timeout, allow_none=True, allow_zero=False)
-    _check_seconds("connect_timeout", connect_timeout, allow_none=False, allow_zero=False)
-    _check_seconds("max_retry_after", max_retry_after, allow_none=False, allow_zero=True)
+    request_timeout = check_seconds(
+        "lookups.http", "request_timeout", request_timeout, optional=True
+    )
     return HttpTable(
         url_template,
         method=method,
@@ -635,7 +388,9 @@ def http(
         batch_url=batch_url,
         pool_size=pool_size,
         authorization_env=authorization_env,
-        request_timeout=None if request_timeout is None else float(request_timeout),
-        connect_timeout=float(connect_timeout),
-        max_retry_after=float(max_retry_after),
+        request_timeout=request_timeout,
+        connect_timeout=check_seconds("lookups.http", "connect_timeout", connect_timeout),
+        max_retry_after=check_seconds(
+            "lookups.http", "max_retry_after", max_retry_after, zero=True
+        ),
     )

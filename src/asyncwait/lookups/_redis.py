@@ -13,22 +13,26 @@ Connections come from one blocking pool of ``pool_size`` connections: a lookup w
 free connection instead of failing. redis-py's own retries are switched off (a retry is the
 operator's decision, see :mod:`asyncwait.retry`); its connection and timeout errors become
 the built-in :class:`ConnectionError` / :class:`TimeoutError`, naming the lookup and
-``host:port`` and never the password.
+``host:port`` and never the password. Replies become rows in ``_redis_replies``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from collections.abc import AsyncIterator, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast, final
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, TableState
+from .._checks import check_int, check_seconds
+from .._reprs import short_repr
+from ..errors import ConfigError
+from ._base import Row, TableState, closed_error, import_driver
+from ._redis_replies import HGETALL_MANY, Replies
+from ._secrets import Secrets
+from ._sql import Pooled, PoolSize, key_chunks
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -48,23 +52,6 @@ _DEFAULT_POOL: Final = 10
 _MAX_AUTO_POOL: Final = 100
 _VALUE_FORMATS: Final = ("hash", "json")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-# get_many of hashes: HGETALL of every key on the server, answered as ONE JSON string.
-# A pipeline of HGETALL is one round trip too, but redis-py parses every field of every
-# reply in Python (~35 µs per key); one string and json.loads cost ~4 µs per key
-# (bench/kv.py). pcall keeps a key of the wrong type from failing the others: it is
-# answered {"err": ...}. An empty table encodes as {} (cjson), which is how a missing key
-# (an empty hash) comes back.
-_HGETALL_MANY: Final = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local ok, fields = pcall(redis.call, 'HGETALL', key)
-  if ok then out[i] = fields else out[i] = {err = tostring(fields.err or fields)} end
-end
-return cjson.encode(out)
-"""
-
-
-_State = TableState
 
 
 @final
@@ -86,7 +73,7 @@ class RedisStatistics:
 
 
 @final
-class RedisTable:
+class RedisTable(Pooled):
     """A lookup table stored in Redis, one Redis key per row; build it with :func:`redis`.
 
     See :class:`~asyncwait.lookups.LookupTable` for the contract. A row is the hash at
@@ -111,16 +98,17 @@ class RedisTable:
         parts = urlsplit(url)
         self._url = url
         self._where = _host_port(parts)
+        self._secrets = Secrets.in_url(parts)
         self.name = f"{_safe_url(parts)}/{key_prefix}*"
         self._prefix = key_prefix
         self._json = value == "json"
-        self._pool_option = pool_size
-        self._pool_size = pool_size or _DEFAULT_POOL
+        self._replies = Replies(self.name, value)
+        self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._connect_timeout = connect_timeout
-        self._state = _State.NEW
+        self._state = TableState.NEW
         self._client: Redis | None = None
         self._driver: Any = None  # the redis.exceptions module, once open
-        # Reads a batch of hashes in one command (see _HGETALL_MANY); None: use pipelines.
+        # Reads a batch of hashes in one command (see HGETALL_MANY); None: use pipelines.
         self._script: Any = None
         self._script_refused = ""  # why the server refused the script, if it did
         self._round_trips = 0
@@ -132,24 +120,14 @@ class RedisTable:
         """``"hash"`` or ``"json"``: how rows are stored."""
         return "json" if self._json else "hash"
 
-    def expect_queries(self, queries: int) -> None:
-        """Size the pool for ``queries`` concurrent requests, plus one for a cache's scan.
-
-        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
-        ``max_queries`` (2 when batching, the operator's capacity when not); an explicit
-        ``pool_size`` wins, and at most 100 connections are opened.
-        """
-        if self._pool_option is None and self._state is not _State.OPEN:
-            self._pool_size = max(1, min(queries + 1, _MAX_AUTO_POOL))
-
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
         redis_asyncio, exceptions, retry_cls, no_backoff = _import_redis()
         options: dict[str, Any] = {
-            "max_connections": self._pool_size,
+            "max_connections": self._size.value,
             "timeout": None,  # wait for a free connection: the pool is the concurrency bound
             "decode_responses": True,
             "socket_connect_timeout": self._connect_timeout,
@@ -161,7 +139,7 @@ class RedisTable:
         try:
             pool = redis_asyncio.BlockingConnectionPool.from_url(self._url, **options)
         except (ValueError, TypeError) as exc:
-            msg = f"lookup {self.name}: bad Redis URL {_safe_url(parts)!r}: {_scrub(exc, parts)}"
+            msg = f"lookup {self.name}: bad Redis URL {_safe_url(parts)!r}: {self._reason(exc)}"
             raise ConfigError(msg) from None
         client = redis_asyncio.Redis(connection_pool=pool)
         try:
@@ -170,18 +148,17 @@ class RedisTable:
             await _close_client(client)
             msg = (
                 f"lookup {self.name}: Redis at {self._where} rejected the credentials "
-                f"(from the URL, or ${_PASSWORD_ENV}): {_scrub(exc, parts)}"
+                f"(from the URL, or ${_PASSWORD_ENV}): {self._reason(exc)}"
             )
             raise ConfigError(msg) from exc
         except exceptions.ResponseError as exc:
             await _close_client(client)
-            msg = f"lookup {self.name}: Redis at {self._where} refused PING: {_scrub(exc, parts)}"
+            msg = f"lookup {self.name}: Redis at {self._where} refused PING: {self._reason(exc)}"
             raise ConfigError(msg) from exc
         except (exceptions.ConnectionError, exceptions.TimeoutError, OSError) as exc:
             await _close_client(client)
             msg = (
-                f"lookup {self.name}: cannot connect to Redis at {self._where}: "
-                f"{_scrub(exc, parts)}"
+                f"lookup {self.name}: cannot connect to Redis at {self._where}: {self._reason(exc)}"
             )
             raise ConnectionError(msg) from exc
         except BaseException:
@@ -189,23 +166,25 @@ class RedisTable:
             raise
         self._client = client
         self._driver = exceptions
-        self._script = None if self._json else client.register_script(_HGETALL_MANY)
-        self._state = _State.OPEN
+        self._script = None if self._json else client.register_script(HGETALL_MANY)
+        self._state = TableState.OPEN
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         if client is not None:
             await _close_client(client)
+
+    def _reason(self, exc: BaseException) -> str:
+        """``str(exc)`` with the URL's password masked, in case the driver echoes it."""
+        return self._secrets.scrub(str(exc) or type(exc).__name__)
 
     # ------------------------------------------------------------------ lookups
 
     def _open_client(self) -> Redis:
         client = self._client
         if client is None:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+            raise closed_error(self.name, self._state)
         return client
 
     @contextlib.contextmanager
@@ -226,30 +205,6 @@ class RedisTable:
         finally:
             self._in_flight -= 1
 
-    def _bad_type(self, redis_key: str, exc: BaseException) -> BadInputError:
-        msg = (
-            f"lookup {self.name}: Redis key {redis_key!r} does not hold a "
-            f"{self.value_format}: {exc}"
-        )
-        return BadInputError(msg, source=self.name)
-
-    def _parse_json(self, redis_key: str, text: str | bytes) -> Row:
-        try:
-            row = json.loads(text)
-        except ValueError as exc:
-            msg = (
-                f"lookup {self.name}: the value of Redis key {redis_key!r} is not JSON "
-                f"({exc}): {_short_repr(text)}"
-            )
-            raise BadInputError(msg, source=self.name) from exc
-        if not isinstance(row, dict):
-            msg = (
-                f"lookup {self.name}: the value of Redis key {redis_key!r} is JSON "
-                f"{type(row).__name__}, not an object: {_short_repr(text)}"
-            )
-            raise BadInputError(msg, source=self.name)
-        return row
-
     async def get(self, key: Hashable) -> Row | None:
         client = self._open_client()
         redis_key = self._prefix + str(key)
@@ -260,17 +215,15 @@ class RedisTable:
                 else:
                     fields = await client.hgetall(redis_key)
             except self._driver.ResponseError as exc:
-                raise self._bad_type(redis_key, exc) from exc
+                raise self._replies.bad_type(redis_key, exc) from exc
         if self._json:
-            return None if text is None else self._parse_json(redis_key, text)
+            return None if text is None else self._replies.json_row(redis_key, text)
         # decode_responses=True: field names and values are str.
         return cast("Row", dict(fields)) if fields else None
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
-        distinct = list(dict.fromkeys(keys))
-        result: dict[Hashable, Row | None] = {}
-        for start in range(0, len(distinct), _CHUNK):
-            chunk = distinct[start : start + _CHUNK]
+        result, chunks = key_chunks(keys, _CHUNK)
+        for chunk in chunks:
             redis_keys = [self._prefix + str(k) for k in chunk]
             rows = await self._fetch(redis_keys)
             result.update(zip(chunk, rows, strict=True))
@@ -287,7 +240,7 @@ class RedisTable:
             with self._request(len(redis_keys)):
                 texts = await client.mget(redis_keys)
             return [
-                None if text is None else self._parse_json(rk, text)
+                None if text is None else self._replies.json_row(rk, text)
                 for rk, text in zip(redis_keys, texts, strict=True)
             ]
         if self._script is not None:
@@ -297,21 +250,10 @@ class RedisTable:
             except self._driver.ResponseError as exc:
                 # Scripting refused (disabled, no EVAL permission): pipelines from now on.
                 self._script = None
-                self._script_refused = _short_repr(str(exc))
+                self._script_refused = short_repr(str(exc))
             else:
-                return self._from_script(redis_keys, encoded)
+                return self._replies.script_rows(redis_keys, encoded)
         return await self._fetch_pipelined(client, redis_keys)
-
-    def _from_script(self, redis_keys: list[str], encoded: str) -> list[Row | None]:
-        rows: list[Row | None] = []
-        for rk, reply in zip(redis_keys, json.loads(encoded), strict=True):
-            if isinstance(reply, list):  # HGETALL's flat field, value, field, value, ...
-                rows.append(dict(zip(reply[::2], reply[1::2], strict=True)))
-            elif reply:  # {"err": ...}: the key holds something else than a hash
-                raise self._bad_type(rk, RuntimeError(reply.get("err", reply)))
-            else:  # {}: an empty (missing) hash
-                rows.append(None)
-        return rows
 
     async def _fetch_pipelined(self, client: Redis, redis_keys: list[str]) -> list[Row | None]:
         pipe = client.pipeline(transaction=False)
@@ -319,16 +261,7 @@ class RedisTable:
             pipe.hgetall(rk)
         with self._request(len(redis_keys)):
             replies = await pipe.execute(raise_on_error=False)
-        rows: list[Row | None] = []
-        for rk, reply in zip(redis_keys, replies, strict=True):
-            if isinstance(reply, self._driver.ResponseError):
-                raise self._bad_type(rk, reply) from reply
-            if isinstance(reply, BaseException):
-                # A connection error is raised by execute() itself; anything else here is a
-                # failure of this one command that we cannot map to a row.
-                raise reply
-            rows.append(cast("Row", dict(reply)) if reply else None)
-        return rows
+        return self._replies.pipeline_rows(redis_keys, replies, self._driver.ResponseError)
 
     async def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
         client = self._open_client()
@@ -355,14 +288,14 @@ class RedisTable:
             round_trips=self._round_trips,
             keys=self._keys,
             in_flight=self._in_flight,
-            pool_size=self._pool_size,
+            pool_size=self._size.value,
         )
 
     def __repr__(self) -> str:
         refused = f" script refused: {self._script_refused}" if self._script_refused else ""
         return (
             f"<RedisTable {self.name!r} {self._state.value} {self.value_format}{refused} "
-            f"pool={self._pool_size} round-trips={self._round_trips} "
+            f"pool={self._size.value} round-trips={self._round_trips} "
             f"in-flight={self._in_flight}>"
         )
 
@@ -391,25 +324,14 @@ def _safe_url(parts: SplitResult) -> str:
     return f"{parts.scheme}://{_host_port(parts)}/{db}"
 
 
-def _scrub(exc: BaseException, parts: SplitResult) -> str:
-    """``str(exc)`` with the URL's password (if any) masked, in case a driver echoes it."""
-    text = str(exc) or type(exc).__name__
-    for secret in (parts.password, unquote(parts.password or "")):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def _import_redis() -> tuple[Any, Any, Any, Any]:
-    try:
-        import redis.asyncio
-        import redis.exceptions
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-    except ModuleNotFoundError as exc:
-        msg = "lookups.redis needs redis-py: pip install 'asyncwait[redis]'"
-        raise ConfigError(msg) from exc
-    return redis.asyncio, redis.exceptions, Retry, NoBackoff
+    driver = import_driver("redis.asyncio", connector="redis", package="redis-py")
+    # The same distribution as redis.asyncio, so present once it is.
+    import redis.exceptions
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return driver, redis.exceptions, Retry, NoBackoff
 
 
 def redis(
@@ -474,22 +396,10 @@ def redis(
     if value not in _VALUE_FORMATS:
         msg = f"lookups.redis: value must be 'hash' or 'json', got {value!r}"
         raise ConfigError(msg)
-    if pool_size is not None and (
-        isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
-    ):
-        msg = f"lookups.redis: pool_size must be an int >= 1 or None, got {pool_size!r}"
-        raise ConfigError(msg)
-    if (
-        isinstance(connect_timeout, bool)
-        or not isinstance(connect_timeout, int | float)
-        or not connect_timeout > 0
-    ):
-        msg = f"lookups.redis: connect_timeout must be seconds > 0, got {connect_timeout!r}"
-        raise ConfigError(msg)
     return RedisTable(
         url,
         key_prefix=key_prefix,
         value=value,
-        pool_size=pool_size,
-        connect_timeout=float(connect_timeout),
+        pool_size=check_int("lookups.redis", "pool_size", pool_size, optional=True),
+        connect_timeout=check_seconds("lookups.redis", "connect_timeout", connect_timeout),
     )

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
-from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, TableState, check_identifiers, quote_identifier
+from .._checks import check_int
+from .._reprs import short_repr
+from ..errors import BadInputError, ConfigError
+from ._base import Row, TableState, check_identifiers, import_driver, quote_identifier
+from ._sql import SqlTable, Statements, key_chunks
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -35,9 +38,6 @@ _CHUNK = 250
 _SCAN_BATCH = 1024
 # Rows fetched per hop by aiosqlite's own cursor iteration (we use fetchmany instead).
 _ITER_CHUNK = 1024
-
-
-_State = TableState
 
 
 @final
@@ -57,7 +57,7 @@ class SqliteStatistics:
 
 
 @final
-class SqliteTable:
+class SqliteTable(SqlTable):
     """A lookup table in an SQLite database file, read through aiosqlite.
 
     Users receive it from :func:`sqlite`; see :class:`~asyncwait.lookups.LookupTable` for
@@ -77,35 +77,25 @@ class SqliteTable:
         columns: tuple[str, ...] | None,
         connections: int,
     ) -> None:
-        self.name = f"sqlite:{os.fspath(path)}/{table}"
+        super().__init__(f"sqlite:{os.fspath(path)}/{table}", table=table, key=key, columns=columns)
         self._path = Path(path)
-        self._table = table
-        self._key = key
-        self._wanted = columns
         self._n_connections = connections
-        self._state = _State.NEW
-        # Set by open(); the SQL is built only from names found in the schema.
         self._pool: list[aiosqlite.Connection] = []
         self._next = 0
-        self._columns: tuple[str, ...] = ()
+        # Set by open(); the SQL is built only from names found in the schema.
         self._get_sql = ""
         self._scan_sql = ""
         self._many_template = ""
-        self._many_sql: dict[int, str] = {}  # get_many statements by number of keys
-        self._queries = 0
-        self._in_flight = 0
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns of every row, in order (known after ``open()``)."""
-        return self._columns
+        self._many_sql = Statements(
+            lambda n: self._many_template.format(values=", ".join(["(?, ?)"] * n))
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
-        driver = _import_aiosqlite()
+        driver = import_driver("aiosqlite", connector="sqlite")
         path = self._path
         if not path.is_file():
             where = f" (resolved to {path.resolve()})" if not path.is_absolute() else ""
@@ -129,7 +119,7 @@ class SqliteTable:
             raise
         self._pool = pool
         self._next = 0
-        self._state = _State.OPEN
+        self._state = TableState.OPEN
 
     async def _check_schema(self, conn: aiosqlite.Connection) -> None:
         path = os.fspath(self._path)
@@ -145,30 +135,17 @@ class SqliteTable:
             msg = f"lookup {self.name}: {path!r} is not a readable SQLite database: {exc}"
             raise ConfigError(msg) from exc
         if self._table not in tables:
-            msg = (
-                f"lookup {self.name}: database {path!r} has no table {self._table!r}; "
-                f"tables: {', '.join(tables) or '(none)'}"
-            )
-            raise ConfigError(msg)
+            self._no_table(f"database {path!r}", tables)
         existing = [
             str(r[0])
             for r in await conn.execute_fetchall(
                 "SELECT name FROM pragma_table_info(?) ORDER BY cid", (self._table,)
             )
         ]
-        wanted = self._wanted if self._wanted is not None else tuple(existing)
-        missing = [c for c in (self._key, *wanted) if c not in existing]
-        if missing:
-            msg = (
-                f"lookup {self.name}: table {self._table!r} in {path!r} has no column "
-                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
-                f"columns: {', '.join(existing)}"
-            )
-            raise ConfigError(msg)
+        wanted = self._choose_columns(existing, f"table {self._table!r} in {path!r}")
         q = quote_identifier
         select = ", ".join(q(c) for c in wanted)
         source = q(self._table)
-        self._columns = wanted
         self._get_sql = f"SELECT {select} FROM {source} WHERE {q(self._key)} = ? LIMIT 1"
         self._scan_sql = f"SELECT {q(self._key)}, {select} FROM {source}"
         # get_many joins the keys as (index, key) rows, so each result maps back to the key
@@ -182,7 +159,7 @@ class SqliteTable:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, []
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         for conn in pool:
             await conn.close()
 
@@ -191,9 +168,7 @@ class SqliteTable:
     def _connection(self) -> aiosqlite.Connection:
         pool = self._pool
         if not pool:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+            raise self._closed()
         i = self._next
         self._next = (i + 1) % len(pool)
         return pool[i]
@@ -207,7 +182,7 @@ class SqliteTable:
         except sqlite3.ProgrammingError as exc:
             # The statement was validated at open(): what is left is an unbindable key.
             if self._pool and "binding" in str(exc):
-                msg = f"lookup {self.name}: key {_short_repr(params)} cannot be used: {exc}"
+                msg = f"lookup {self.name}: key {short_repr(params)} cannot be used: {exc}"
                 raise BadInputError(msg, source=self.name) from exc
             raise
         finally:
@@ -220,17 +195,11 @@ class SqliteTable:
         return dict(zip(self._columns, rows[0], strict=True))
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
-        distinct = list(dict.fromkeys(keys))
-        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
+        result, chunks = key_chunks(keys, _CHUNK)
         columns = self._columns
-        for start in range(0, len(distinct), _CHUNK):
-            chunk = distinct[start : start + _CHUNK]
-            sql = self._many_sql.get(len(chunk))
-            if sql is None:
-                sql = self._many_template.format(values=", ".join(["(?, ?)"] * len(chunk)))
-                self._many_sql[len(chunk)] = sql
+        for chunk in chunks:
             params = [p for i, k in enumerate(chunk) for p in (i, k)]
-            for row in await self._fetchall(sql, params):
+            for row in await self._fetchall(self._many_sql[len(chunk)], params):
                 k = chunk[row[0]]
                 if result[k] is None:  # a non-unique key: the first row wins, as in get()
                     result[k] = dict(zip(columns, row[1:], strict=True))
@@ -258,15 +227,6 @@ class SqliteTable:
             f"<SqliteTable {self.name!r} {self._state.value} connections={len(self._pool)} "
             f"queries={self._queries} in-flight={self._in_flight}>"
         )
-
-
-def _import_aiosqlite() -> Any:
-    try:
-        import aiosqlite
-    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has it
-        msg = "lookups.sqlite needs aiosqlite: pip install 'asyncwait[sqlite]'"
-        raise ConfigError(msg) from exc
-    return aiosqlite
 
 
 def sqlite(
@@ -320,7 +280,5 @@ def sqlite(
         msg = f"lookups.sqlite: path must be a file path, got {path!r}"
         raise ConfigError(msg)
     table, key, wanted = check_identifiers("lookups.sqlite", table, key, columns)
-    if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
-        msg = f"lookups.sqlite: connections must be an int >= 1, got {connections!r}"
-        raise ConfigError(msg)
+    connections = check_int("lookups.sqlite", "connections", connections)
     return SqliteTable(path, table=table, key=key, columns=wanted, connections=connections)

@@ -11,21 +11,29 @@ full cache loads one consistent snapshot.
 Credentials come from the DSN or, when it is empty, from the standard ``PG*`` environment
 variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``, ``~/.pgpass``),
 which asyncpg reads itself. The password never appears in :attr:`PostgresTable.name`, in an
-error message or in ``repr``.
+error message or in ``repr``. What the table learns of the server before its first query
+(the DSN's target, the catalog's relations and types) is in ``_postgres_server``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, final
-from urllib.parse import quote, unquote, urlsplit
 
-from ..errors import BadInputError, ClosedError, ConfigError, _short_repr
-from ._base import Row, TableState, check_identifiers, quote_identifier
+from .._checks import check_int, check_seconds
+from .._reprs import short_repr
+from ..errors import BadInputError, ConfigError
+from ._base import Row, TableState, check_identifiers, import_driver, quote_identifier
+from ._postgres_server import (
+    column_types,
+    connection_errors,
+    find_relation,
+    list_relations,
+    target,
+)
+from ._sql import Pooled, PoolSize, SqlTable, key_chunks
 
 if TYPE_CHECKING:
     import asyncpg
@@ -44,12 +52,6 @@ _MAX_POOL = 100
 _MAX_AUTO_POOL = 50
 # Seconds to wait for busy connections to be released on close, before terminating them.
 _CLOSE_GRACE = 10.0
-# Relation kinds a lookup may read: tables, views, materialized views, partitioned and
-# foreign tables.
-_RELKINDS = "'r', 'v', 'm', 'p', 'f'"
-
-
-_State = TableState
 
 
 @final
@@ -70,73 +72,8 @@ class PostgresStatistics:
     idle: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """Where the DSN points, for names and messages: everything but the password."""
-
-    user: str
-    host: str
-    port: str
-    database: str
-    secrets: tuple[str, ...]  # strings to mask wherever a message could carry them
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-def _target(dsn: str) -> _Target:
-    """Parse ``dsn`` (or the ``PG*`` environment when it is empty) without keeping secrets."""
-    env = os.environ
-    secrets: list[str] = []
-    user = host = port = database = ""
-    if dsn:
-        parts = urlsplit(dsn)
-        netloc = parts.netloc
-        if "@" in netloc:
-            auth, _, netloc = netloc.rpartition("@")
-            raw_user, sep, raw_password = auth.partition(":")
-            user = unquote(raw_user)
-            if sep and raw_password:
-                secrets += [raw_password, unquote(raw_password)]
-        if netloc.startswith("[") and "]" in netloc:  # an IPv6 literal
-            host, _, rest = netloc[1:].partition("]")
-            port = rest.removeprefix(":")
-        else:
-            host, _, port = netloc.partition(":")
-        database = unquote(parts.path.lstrip("/"))
-        for item in parts.query.split("&"):
-            name, _, value = item.partition("=")
-            if name == "password" and value:
-                secrets += [value, unquote(value)]
-            elif name == "host" and not host:
-                host = unquote(value)
-            elif name == "port" and not port:
-                port = value
-            elif name == "user" and not user:
-                user = unquote(value)
-            elif name in ("dbname", "database") and not database:
-                database = unquote(value)
-    if env.get("PGPASSWORD"):
-        secrets.append(env["PGPASSWORD"])
-    user = user or env.get("PGUSER") or getpass.getuser()
-    host = host or env.get("PGHOST") or "localhost"
-    port = port or env.get("PGPORT") or "5432"
-    database = database or env.get("PGDATABASE") or user
-    # Each in its plain and URL-encoded spelling, longest first, so a secret containing
-    # another is masked whole.
-    spellings = {s for s in secrets if s} | {quote(unquote(s), safe="") for s in secrets if s}
-    ordered = tuple(sorted(spellings, key=len, reverse=True))
-    return _Target(user, host, port, database, ordered)
-
-
 @final
-class PostgresTable:
+class PostgresTable(SqlTable, Pooled):
     """A lookup table in PostgreSQL, read through an asyncpg connection pool.
 
     Users receive it from :func:`postgres`; see :class:`~asyncwait.lookups.LookupTable` for
@@ -163,22 +100,17 @@ class PostgresTable:
         pool_size: int | None,
         connect_timeout: float,
     ) -> None:
-        target = _target(dsn)
+        server = target(dsn)
         where = table if schema is None else f"{schema}.{table}"
-        self.name = f"postgres://{target.user}@{target.address}/{target.database}/{where}"
+        name = f"postgres://{server.user}@{server.address}/{server.database}/{where}"
+        super().__init__(name, table=table, key=key, columns=columns)
         self._dsn = dsn
-        self._target = target
-        self._table = table
+        self._target = server
         self._schema = schema
-        self._key = key
-        self._wanted = columns
-        self._pool_option = pool_size
-        self._pool_size = _DEFAULT_POOL if pool_size is None else pool_size
+        self._size = PoolSize(pool_size, default=_DEFAULT_POOL, most=_MAX_AUTO_POOL)
         self._connect_timeout = connect_timeout
-        self._state = _State.NEW
         self._pool: asyncpg.Pool | None = None
         # Set by open(); the SQL is built only from names found in the catalog.
-        self._columns: tuple[str, ...] = ()
         self._relation = ""  # "schema"."table", quoted
         self._get_sql = ""
         self._many_sql = ""
@@ -186,50 +118,28 @@ class PostgresTable:
         self._driver: Any = None
         self._connection_errors: tuple[type[BaseException], ...] = (OSError,)
         self._data_error: type[BaseException] = ValueError
-        self._queries = 0
-        self._in_flight = 0
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns of every row, in order (known after ``open()``)."""
-        return self._columns
 
     @property
     def pool_size(self) -> int:
         """The most connections the pool opens."""
-        return self._pool_size
-
-    def expect_queries(self, queries: int) -> None:
-        """Size the pool for ``queries`` concurrent queries, plus one for a cache's scan.
-
-        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` with its
-        ``max_queries``; an explicit ``pool_size`` wins, and at most 50 are opened.
-        """
-        if self._pool_option is None and self._state is not _State.OPEN:
-            self._pool_size = max(1, min(queries + 1, _MAX_AUTO_POOL))
+        return self._size.value
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._state is _State.OPEN:
+        if self._state is TableState.OPEN:
             return
-        driver = _import_asyncpg()
+        driver = import_driver("asyncpg", connector="postgres")
         exc_mod = driver.exceptions
         self._driver = driver
-        self._connection_errors = (
-            OSError,  # refused, reset, unreachable, connect timeout
-            exc_mod.PostgresConnectionError,  # lost in the middle of a statement
-            exc_mod.CannotConnectNowError,  # starting up or shutting down
-            exc_mod.AdminShutdownError,
-            exc_mod.CrashShutdownError,
-        )
+        self._connection_errors = connection_errors(exc_mod)
         self._data_error = exc_mod.DataError
         # min_size=0: connections open on demand (the first one just below), and asyncpg
         # does not keep reconnecting in the background while the server is down.
         pool = driver.create_pool(
             self._dsn or None,
             min_size=0,
-            max_size=self._pool_size,
+            max_size=self._size.value,
             timeout=self._connect_timeout,
         )
         try:
@@ -255,60 +165,19 @@ class PostgresTable:
             pool.terminate()
             raise
         self._pool = pool
-        self._state = _State.OPEN
+        self._state = TableState.OPEN
 
     async def _check_schema(self, conn: asyncpg.Connection) -> None:
         where = f"database {self._target.database!r} at {self._target.address}"
-        found = await conn.fetchrow(
-            "SELECT n.nspname, c.oid FROM pg_catalog.pg_class c "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE c.relname = $1 AND c.relkind IN ({_RELKINDS}) AND ("
-            "  n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY(current_schemas(false)))) "
-            "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1",
-            self._table,
-            self._schema,
-        )
+        found = await find_relation(conn, self._table, self._schema)
         if found is None:
-            tables = await conn.fetch(
-                "SELECT n.nspname, c.relname, n.nspname = ANY(current_schemas(false)) AS visible "
-                "FROM pg_catalog.pg_class c "
-                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                f"WHERE c.relkind IN ({_RELKINDS}) "
-                "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                "AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
-            )
-            names = [
-                r["relname"]
-                if r["visible"] and self._schema is None
-                else f"{r['nspname']}.{r['relname']}"
-                for r in tables
-            ]
+            names = await list_relations(conn, qualify=self._schema is not None)
             place = "the search path" if self._schema is None else f"schema {self._schema!r}"
-            msg = (
-                f"lookup {self.name}: {where} has no table {self._table!r} in {place}; "
-                f"tables: {', '.join(names) or '(none)'}"
-            )
-            raise ConfigError(msg)
-        schema, oid = str(found[0]), found[1]
-        attributes = await conn.fetch(
-            "SELECT attname, pg_catalog.format_type(atttypid, NULL) AS type "
-            "FROM pg_catalog.pg_attribute "
-            "WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            oid,
-        )
-        types = {str(r["attname"]): str(r["type"]) for r in attributes}
-        existing = list(types)
-        wanted = self._wanted if self._wanted is not None else tuple(existing)
-        missing = [c for c in (self._key, *wanted) if c not in types]
-        if missing:
-            msg = (
-                f"lookup {self.name}: table {schema}.{self._table} in {where} has no column "
-                f"{', '.join(repr(c) for c in dict.fromkeys(missing))}; "
-                f"columns: {', '.join(existing)}"
-            )
-            raise ConfigError(msg)
+            self._no_table(where, names, place=f" in {place}")
+        schema, oid = found
+        types = await column_types(conn, oid)
+        wanted = self._choose_columns(list(types), f"table {schema}.{self._table} in {where}")
         q = quote_identifier
-        self._columns = wanted
         self._relation = source = f"{q(schema)}.{q(self._table)}"
         select = ", ".join(q(c) for c in wanted)
         key = q(self._key)
@@ -320,7 +189,7 @@ class PostgresTable:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        self._state = _State.CLOSED
+        self._state = TableState.CLOSED
         if pool is None:
             return
         try:
@@ -337,9 +206,7 @@ class PostgresTable:
     def _require_pool(self) -> asyncpg.Pool:
         pool = self._pool
         if pool is None:
-            state = "was closed" if self._state is _State.CLOSED else "is not open yet"
-            msg = f"lookup {self.name} {state}"
-            raise ClosedError(msg)
+            raise self._closed()
         return pool
 
     def _connection_failed(
@@ -358,10 +225,18 @@ class PostgresTable:
         else:
             problem = "has a row that cannot be read (a value Python cannot represent)"
         msg = (
-            f"lookup {self.name}: key {_short_repr(keys)} of table {self._table!r} "
-            f"{problem}: {text}"
+            f"lookup {self.name}: key {short_repr(keys)} of table {self._table!r} {problem}: {text}"
         )
         raise BadInputError(msg, source=self.name) from exc
+
+    def _lookup_failed(self, exc: Exception, keys: object) -> None:
+        """Raise our error for a driver error of a lookup; return if ``exc`` stays as it is."""
+        if isinstance(exc, self._data_error):
+            self._bad_input(exc, keys)
+        if isinstance(exc, self._connection_errors):
+            self._connection_failed(exc)
+        if isinstance(exc, ValueError | OverflowError):  # decoding the row
+            self._bad_input(exc, keys)
 
     async def get(self, key: Hashable) -> Row | None:
         pool = self._require_pool()
@@ -369,12 +244,9 @@ class PostgresTable:
         self._in_flight += 1
         try:
             record = await pool.fetchrow(self._get_sql, key)
-        except self._data_error as exc:
-            self._bad_input(exc, key)
-        except self._connection_errors as exc:
-            self._connection_failed(exc)
-        except (ValueError, OverflowError) as exc:  # decoding the row
-            self._bad_input(exc, key)
+        except Exception as exc:
+            self._lookup_failed(exc, key)
+            raise
         finally:
             self._in_flight -= 1
         if record is None:
@@ -383,21 +255,16 @@ class PostgresTable:
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
         pool = self._require_pool()
-        distinct = list(dict.fromkeys(keys))
-        result: dict[Hashable, Row | None] = dict.fromkeys(distinct)
+        result, chunks = key_chunks(keys, _CHUNK)
         columns = self._columns
-        for start in range(0, len(distinct), _CHUNK):
-            chunk = distinct[start : start + _CHUNK]
+        for chunk in chunks:
             self._queries += 1
             self._in_flight += 1
             try:
                 records = await pool.fetch(self._many_sql, chunk)
-            except self._data_error as exc:
-                self._bad_input(exc, chunk)
-            except self._connection_errors as exc:
-                self._connection_failed(exc)
-            except (ValueError, OverflowError) as exc:
-                self._bad_input(exc, chunk)
+            except Exception as exc:
+                self._lookup_failed(exc, chunk)
+                raise
             finally:
                 self._in_flight -= 1
             # Rows come back in any order, keyed by the key column's value: that value equals
@@ -445,18 +312,9 @@ class PostgresTable:
         stats = self.statistics()
         return (
             f"<PostgresTable {self.name!r} {self._state.value} "
-            f"connections={stats.connections}/{self._pool_size} "
+            f"connections={stats.connections}/{self._size.value} "
             f"queries={stats.queries} in-flight={stats.in_flight}>"
         )
-
-
-def _import_asyncpg() -> Any:
-    try:
-        import asyncpg
-    except ModuleNotFoundError as exc:  # pragma: no cover - the dev environment has it
-        msg = "lookups.postgres needs asyncpg: pip install 'asyncwait[postgres]'"
-        raise ConfigError(msg) from exc
-    return asyncpg
 
 
 def postgres(
@@ -524,26 +382,14 @@ def postgres(
     if schema is not None and (not isinstance(schema, str) or not schema or "\x00" in schema):
         msg = f"lookups.postgres: schema must be a non-empty name or None, got {schema!r}"
         raise ConfigError(msg)
-    if pool_size is not None and (
-        isinstance(pool_size, bool)
-        or not isinstance(pool_size, int)
-        or not 1 <= pool_size <= _MAX_POOL
-    ):
-        msg = f"lookups.postgres: pool_size must be an int from 1 to {_MAX_POOL}, got {pool_size!r}"
-        raise ConfigError(msg)
-    if (
-        isinstance(connect_timeout, bool)
-        or not isinstance(connect_timeout, int | float)
-        or not connect_timeout > 0
-    ):
-        msg = f"lookups.postgres: connect_timeout must be a number > 0, got {connect_timeout!r}"
-        raise ConfigError(msg)
     return PostgresTable(
         dsn,
         table=table,
         key=key,
         columns=wanted,
         schema=schema,
-        pool_size=pool_size,
-        connect_timeout=float(connect_timeout),
+        pool_size=check_int(
+            "lookups.postgres", "pool_size", pool_size, maximum=_MAX_POOL, optional=True
+        ),
+        connect_timeout=check_seconds("lookups.postgres", "connect_timeout", connect_timeout),
     )
