@@ -49,8 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asyncwait import demo, sinks, sources
-from asyncwait._checkpoints import CheckpointStore
+from asyncwait import sinks, sources
+from asyncwait._checkpoint.store import CheckpointStore
+from asyncwait.cli import demo
 from asyncwait.elements import Record, StreamElement
 from asyncwait.operator import OutputMode
 from asyncwait.runtime import StreamEnvironment

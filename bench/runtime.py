@@ -43,7 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asyncwait import cache, demo, lookups, sinks, sources
+from asyncwait import cache, lookups, sinks, sources
+from asyncwait.cli import demo
 from asyncwait.runtime import DataStream, StreamEnvironment
 
 from ._util import (

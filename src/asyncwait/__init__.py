@@ -17,6 +17,7 @@ from .errors import AsyncFunctionError as AsyncFunctionError
 from .errors import AsyncTimeoutError as AsyncTimeoutError
 from .errors import AsyncWaitError as AsyncWaitError
 from .errors import BadInputError as BadInputError
+from .errors import CheckpointWarning as CheckpointWarning
 from .errors import ClosedError as ClosedError
 from .errors import ConfigError as ConfigError
 from .errors import HttpStatusError as HttpStatusError
@@ -50,6 +51,7 @@ __all__ = [
     "AsyncWaitError",
     "AsyncWaitOperator",
     "BadInputError",
+    "CheckpointWarning",
     "ClosedError",
     "ConfigError",
     "DataStream",

@@ -13,6 +13,9 @@ The hierarchy::
     │                               .status, .retryable (429, 5xx), .retry_after
     └── InternalError               a broken invariant: a bug in asyncwait
 
+    UserWarning
+    └── CheckpointWarning           a checkpoint could not be used and was skipped
+
 *Closed* (:class:`ClosedError`, we closed it) is kept apart from *broken*
 (:class:`AsyncFunctionError`, the outside world failed).
 """
@@ -29,6 +32,7 @@ __all__ = (
     "AsyncTimeoutError",
     "AsyncWaitError",
     "BadInputError",
+    "CheckpointWarning",
     "ClosedError",
     "ConfigError",
     "HttpStatusError",
@@ -138,3 +142,7 @@ class HttpStatusError(AsyncWaitError):
 
 class InternalError(AsyncWaitError):
     """A broken invariant: a bug in asyncwait; please report it."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be used (corrupt, partial, unreadable) and was skipped."""

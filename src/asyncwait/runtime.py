@@ -33,124 +33,20 @@ import asyncio
 import math
 import os
 from collections.abc import AsyncIterable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, final
+from typing import Any, final
 
-from ._stream import DataStream as DataStream
-from ._stream import Pipeline
+from ._checkpoint.store import CheckpointConfig
+from ._dataflow.job import Job
+from ._dataflow.plan import JobPlan
+from ._dataflow.results import JobProgress as JobProgress
+from ._dataflow.results import JobResult as JobResult
+from ._dataflow.results import OperatorSummary as OperatorSummary
+from ._dataflow.stream import DataStream as DataStream
 from .errors import AsyncWaitError, ConfigError
 from .sources import Source, collection
 
-if TYPE_CHECKING:
-    from ._job import Job
-
 __all__ = ("DataStream", "JobProgress", "JobResult", "OperatorSummary", "StreamEnvironment")
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class OperatorSummary:
-    """One async operator's numbers at a moment (see ``JobProgress``/``JobResult``).
-
-    Attributes:
-        name: the operator's name.
-        in_flight: records admitted and not complete.
-        queued: entries holding a slot (in flight, completed not emitted, watermarks).
-        capacity: the most entries the operator holds.
-        emitted: entries emitted so far.
-        retries: retry attempts started.
-        timeouts: elements whose deadline passed.
-        failures: elements that failed.
-        latency_p50: median seconds from admission to completion (``nan`` before any).
-        latency_p99: 99th percentile of the same.
-        counters: the function's own counters (e.g. ``cache_hits``, ``cache_misses``).
-    """
-
-    name: str
-    in_flight: int
-    queued: int
-    capacity: int
-    emitted: int
-    retries: int
-    timeouts: int
-    failures: int
-    latency_p50: float = math.nan
-    latency_p99: float = math.nan
-    counters: dict[str, int] = field(default_factory=dict)
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class JobProgress:
-    """A cheap snapshot of a job while it runs (or after), from ``StreamEnvironment.progress``.
-
-    Attributes:
-        name: the job's name.
-        running: whether the job is running now.
-        elapsed: seconds of loop time since the job started.
-        events_in: elements read from the source(s), malformed lines included (they are
-            counted in ``errors`` too).
-        events_out: records written by the sink(s).
-        errors: bad input elements routed to the errors file.
-        operators: each async operator's numbers, in pipeline order.
-        checkpoints: checkpoints completed by this run.
-        last_checkpoint: the id of the newest one, or ``None``.
-    """
-
-    name: str
-    running: bool
-    elapsed: float
-    events_in: int
-    events_out: int
-    errors: int
-    operators: tuple[OperatorSummary, ...] = ()
-    checkpoints: int = 0
-    last_checkpoint: int | None = None
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    """What a finished job did.
-
-    Attributes:
-        name: the job's name.
-        events_in: elements read from the source(s), malformed lines included.
-        events_out: records written by the sink(s).
-        errors: bad input elements routed to the errors file.
-        duration: seconds of loop time the job ran.
-        operators: each async operator's final numbers, in pipeline order.
-        error_samples: the first few bad elements (``source``, ``line``, ``raw``,
-            ``reason``, maybe ``operator``), also when there is no errors file.
-        sink_results: each sink's ``result()``, in the order the streams were created.
-        stopped: the job was stopped (:meth:`StreamEnvironment.stop`) before its end; with
-            checkpoints, a later run resumes from ``last_checkpoint``.
-        restored_from: the checkpoint this run resumed from, or ``None``.
-        checkpoints: checkpoints completed by this run (the final one included).
-        last_checkpoint: the id of the newest one, or ``None``.
-    """
-
-    name: str
-    events_in: int
-    events_out: int
-    errors: int
-    duration: float
-    operators: tuple[OperatorSummary, ...] = ()
-    error_samples: tuple[dict[str, Any], ...] = ()
-    sink_results: tuple[Any, ...] = ()
-    stopped: bool = False
-    restored_from: int | None = None
-    checkpoints: int = 0
-    last_checkpoint: int | None = None
-
-    @property
-    def sink_result(self) -> Any:
-        """The result of the job's only sink (e.g. a ``collect()`` sink's values)."""
-        if len(self.sink_results) != 1:
-            msg = f"job {self.name!r} has {len(self.sink_results)} sinks; use sink_results"
-            raise AsyncWaitError(msg)
-        return self.sink_results[0]
 
 
 def _path_or_none(what: str, value: object) -> Path | None:
@@ -252,36 +148,19 @@ class StreamEnvironment:
         self.errors_path = _path_or_none("errors_path", errors_path)
         self.max_errors = max_errors
         self.buffer_size = buffer_size
-        self._pipelines: list[Pipeline] = []
-        self._names: set[str] = set()
+        self._plan = JobPlan()
         self._job: Job | None = None
 
     def __repr__(self) -> str:
         state = "running" if self._job is not None and self._job.running else "idle"
-        return f"<StreamEnvironment {self.name!r} {state} streams {len(self._pipelines)}>"
-
-    def _name(self, kind: str, name: str | None) -> str:
-        if name is not None:
-            if not isinstance(name, str) or not name:
-                msg = f"{kind}: name must be a non-empty str, got {name!r}"
-                raise ConfigError(msg)
-            self._names.add(name)
-            return name
-        candidate, n = kind, 1
-        while candidate in self._names:
-            n += 1
-            candidate = f"{kind}-{n}"
-        self._names.add(candidate)
-        return candidate
+        return f"<StreamEnvironment {self.name!r} {state} streams {len(self._plan.pipelines)}>"
 
     def from_source(self, source: Source) -> DataStream[Any]:
         """Start a stream reading ``source`` (see :mod:`asyncwait.sources`)."""
         if not isinstance(source, Source):
             msg = f"from_source() needs a Source (asyncwait.sources), got {source!r}"
             raise TypeError(msg)
-        pipeline = Pipeline(source)
-        self._pipelines.append(pipeline)
-        return DataStream(self, pipeline)
+        return DataStream(self._plan, self._plan.add(source))
 
     def from_collection(
         self, values: Iterable[Any] | AsyncIterable[Any], *, name: str = "collection"
@@ -320,19 +199,16 @@ class StreamEnvironment:
         if self._job is not None and self._job.running:
             msg = f"job {self.name!r} is already running"
             raise AsyncWaitError(msg)
-        if not self._pipelines:
+        if not self._plan.pipelines:
             msg = f"job {self.name!r}: nothing to run; start a stream with from_source()"
             raise ConfigError(msg)
-        for pipeline in self._pipelines:
+        for pipeline in self._plan.pipelines:
             if pipeline.sink is None:
                 msg = (
                     f"job {self.name!r}: the stream from {pipeline.source.name} has no sink; "
                     "end it with .sink_to(...)"
                 )
                 raise ConfigError(msg)
-        from ._checkpoints import CheckpointConfig
-        from ._job import Job
-
         checkpoint = None
         if self.checkpoint_dir is not None:
             checkpoint = CheckpointConfig(
@@ -340,7 +216,7 @@ class StreamEnvironment:
             )
         self._job = job = Job(
             self.name,
-            list(self._pipelines),
+            list(self._plan.pipelines),
             errors_path=self.errors_path,
             max_errors=self.max_errors,
             buffer_size=self.buffer_size,

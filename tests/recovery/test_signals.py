@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from asyncwait import OutputMode, demo
+from asyncwait import OutputMode
+from asyncwait.cli import demo
 
 EVENTS = 200_000
 

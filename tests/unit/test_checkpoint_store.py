@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from asyncwait import ConfigError, Record, Watermark
-from asyncwait._checkpoints import Checkpoint, CheckpointStore, CheckpointWarning
+from asyncwait import CheckpointWarning, ConfigError, Record, Watermark
+from asyncwait._checkpoint.store import Checkpoint, CheckpointStore
 
 
 def make(checkpoint_id: int, job: str = "job") -> Checkpoint:

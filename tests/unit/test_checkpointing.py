@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from asyncwait import AsyncFunction, AsyncWaitError, ConfigError, StreamEnvironment, sinks, sources
-from asyncwait._steps import Step
+from asyncwait._dataflow.steps import Step
+from asyncwait._dataflow.watermark_step import WatermarkStep
 from asyncwait.runtime import JobResult
-from asyncwait.watermarks import WatermarkStrategy, _WatermarkStep
+from asyncwait.watermarks import WatermarkStrategy
 
 N = 500
 FAST = 100  # the first FAST elements complete at once; the others wait for `release`
@@ -255,10 +256,10 @@ async def test_errors_file_goes_on_after_a_restore(tmp_path: Path) -> None:
 
 def test_the_watermark_step_saves_its_progress() -> None:
     strategy = WatermarkStrategy.for_bounded_out_of_orderness(10, timestamp=lambda v: v)
-    step: Step = _WatermarkStep(strategy, "wm", lambda error, record=None: None, False)
+    step: Step = WatermarkStep(strategy, "wm", lambda error, record=None: None, False)
     step.restore({"max": 500, "emitted": 489})
     assert step.snapshot() == {"max": 500, "emitted": 489}
-    assert isinstance(step, _WatermarkStep)
+    assert isinstance(step, WatermarkStep)
     assert step.current_watermark == 489
 
 

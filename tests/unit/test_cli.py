@@ -10,15 +10,9 @@ import pytest
 from rich.console import Console
 
 from asyncwait.cli import main
-from asyncwait.progress import (
-    LineDisplay,
-    LiveDisplay,
-    OperatorView,
-    ProgressView,
-    print_summary,
-    summarize,
-    write_json_summary,
-)
+from asyncwait.cli.progress import LineDisplay, LiveDisplay
+from asyncwait.cli.summary import print_summary, summarize, write_json_summary
+from asyncwait.cli.views import OperatorView, ProgressView
 
 from .test_jobfile import JOB, LOOKUP, make_data, write_job
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from asyncwait import BadInputError, ConfigError, Record, StreamElement, Watermark, sinks
+from asyncwait._dataflow.watermark_step import WatermarkStep
 from asyncwait.runtime import StreamEnvironment
-from asyncwait.watermarks import MAX_TIMESTAMP, WatermarkStrategy, _WatermarkStep
+from asyncwait.watermarks import MAX_TIMESTAMP, WatermarkStrategy
 from tests.helpers import settle
 
 FINAL = Watermark(MAX_TIMESTAMP)
@@ -178,7 +179,7 @@ async def test_a_failing_assigner_fails_the_job() -> None:
 @pytest.mark.looptime
 async def test_idleness_follows_flinks_idleness_timer() -> None:
     strategy = WatermarkStrategy.for_monotonous_timestamps().with_idleness(0.5)
-    step = _WatermarkStep(strategy, "wm", lambda error, record=None: None, sourced=False)
+    step = WatermarkStep(strategy, "wm", lambda error, record=None: None, sourced=False)
     wakes: list[float] = []
     step.start(lambda: wakes.append(now()))
     try:

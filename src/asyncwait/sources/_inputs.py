@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO, Final, final
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 CHUNK: Final = 1 << 20  # bytes per read
 

@@ -18,10 +18,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, final
 
-from ._channel import SourcedRecord
-from ._reprs import short_repr
-from .elements import Record, StreamElement, Watermark
-from .errors import AsyncFunctionError, BadInputError
+from .._reprs import short_repr
+from ..elements import Record, StreamElement, Watermark
+from ..errors import AsyncFunctionError, BadInputError
+from ..sources._base import SourcedRecord
 
 
 class StepReject(Protocol):

@@ -1,4 +1,4 @@
-"""Bounded channels between the stages of a running job, and records that remember their line.
+"""Bounded channels between the stages of a running job, and checkpoint barriers (private).
 
 A job runs as one task per stage; a :class:`Channel` carries elements from one stage to the
 next. The producer appends elements one at a time (an operator's ``emit``) or a batch at a
@@ -21,34 +21,12 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, final
+from typing import TypeVar, final
 
-from .elements import Record, StreamElement
-from .errors import InternalError
+from ..elements import StreamElement
+from ..errors import InternalError
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
-class SourcedRecord(Record[T]):
-    """A record read from a source, with the line it came from (private to the runtime).
-
-    Compares, hashes and prints like a plain :class:`Record`; the line only feeds error
-    messages and the errors file.
-    """
-
-    line: int | None = None
-
-    def __repr__(self) -> str:
-        return f"Record(value={self.value!r}, timestamp={self.timestamp!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Record):
-            return self.value == other.value and self.timestamp == other.timestamp
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.value, self.timestamp))
 
 
 @final
@@ -219,10 +197,3 @@ class Channel:
             self._reader = None
             if not reader.done():
                 reader.set_result(None)
-
-
-def plain(record: Record[Any]) -> Record[Any]:
-    """``record`` as a plain :class:`Record` (what users see in errors and results)."""
-    if type(record) is Record:
-        return record
-    return Record(record.value, record.timestamp)

@@ -26,8 +26,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Final, final
 
-from .lookups import LookupTable, Row
-from .operator import OutputMode
+from ..lookups import LookupTable, Row
+from ..operator import OutputMode
 
 __all__ = (
     "DB_FILE",

@@ -23,7 +23,6 @@ import json
 import os
 import pickle
 import re
-import signal
 import struct
 import time
 import warnings
@@ -31,27 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, final
 
-from .errors import ConfigError
+from .._faults import crash_point
+from ..errors import CheckpointWarning, ConfigError
 
-__all__ = ("Checkpoint", "CheckpointConfig", "CheckpointStore", "CheckpointWarning", "crash_point")
+__all__ = ("Checkpoint", "CheckpointConfig", "CheckpointStore", "now")
 
 _MAGIC: Final = b"ASYNCWAIT-CHECKPOINT 1\n"
 _LENGTH: Final = struct.Struct(">Q")
 _NAME: Final = re.compile(r"^chk-(\d{6,})\.ckpt$")
 _MANIFEST: Final = "MANIFEST.json"
-
-# Fault injection for the crash tests: the process kills itself at the named point.
-_CRASH_AT: Final = os.environ.get("ASYNCWAIT_CRASH_AT", "")
-
-
-def crash_point(name: str) -> None:
-    """Kill this process with SIGKILL if ``ASYNCWAIT_CRASH_AT`` names ``name`` (tests only)."""
-    if _CRASH_AT and name == _CRASH_AT:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint could not be used (corrupt, partial, unreadable) and was skipped."""
 
 
 @final

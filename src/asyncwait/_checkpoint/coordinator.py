@@ -20,17 +20,78 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, final
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol, final
 
-from ._channel import Barrier
-from ._checkpoints import Checkpoint, CheckpointStore, crash_point, now
-from .errors import AsyncWaitError
+from .._faults import crash_point
+from .._tasks import TaskOwner
+from ..errors import AsyncWaitError
+from .store import Checkpoint, CheckpointStore, now
 
-if TYPE_CHECKING:
-    from ._job import Job, _Stage
+__all__ = ("Coordinator", "JobView", "StageView")
 
-__all__ = ("Coordinator",)
+
+class StageView(Protocol):
+    """What the coordinator needs from one stage of a running job."""
+
+    @property
+    def index(self) -> int:
+        """The stage's place in the job: checkpoints key its state by it."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """Whether the stage ran to its end."""
+        ...
+
+    def accept_barrier(self, checkpoint_id: int) -> None:
+        """Take the barrier of ``checkpoint_id`` behind everything still in its input."""
+        ...
+
+    def nudge(self) -> None:
+        """A checkpoint started: a source held up by backpressure sends its barrier now."""
+        ...
+
+    def final_state(self) -> Any:
+        """The state to save for a checkpoint taken after the stage ended."""
+        ...
+
+    async def drained_state(self, checkpoint_id: int) -> Any:
+        """Like :meth:`final_state`, for a sink stage (its sink must pre-commit)."""
+        ...
+
+
+class JobView(Protocol):
+    """What the coordinator needs from the job whose checkpoints it takes."""
+
+    @property
+    def name(self) -> str:
+        """The job's name."""
+        ...
+
+    def stage_count(self) -> int:
+        """How many stages the job has (each acknowledges every checkpoint)."""
+        ...
+
+    def pipeline_count(self) -> int:
+        """How many pipelines (source to sink) the job has."""
+        ...
+
+    def pipeline_stages(self, pipeline: int) -> Sequence[StageView]:
+        """The stages of pipeline number ``pipeline``, source first."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """The job's counters, saved with each checkpoint."""
+        ...
+
+    async def commit(self, checkpoint_id: int) -> None:
+        """Make what the stages prepared for ``checkpoint_id`` visible (sinks' commits)."""
+        ...
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail the job with ``exc``."""
+        ...
 
 
 @final
@@ -39,7 +100,7 @@ class Coordinator:
 
     def __init__(
         self,
-        job: Job,
+        job: JobView,
         store: CheckpointStore,
         interval: float | None,
         topology: Any,
@@ -57,7 +118,8 @@ class Coordinator:
         self._complete: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
         self._periodic: asyncio.Task[None] | None = None
-        self._helpers: set[asyncio.Task[None]] = set()
+        # Owns the periodic task and the acknowledgements of ended sink stages.
+        self._tasks = TaskOwner(f"{job.name} checkpoints")
 
     def __repr__(self) -> str:
         return (
@@ -66,11 +128,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self) -> None:
+        """Start the periodic checkpoints (with an interval)."""
         if self.interval is not None:
-            self._periodic = loop.create_task(
-                self._every(self.interval), name=f"asyncwait {self.job.name}: checkpoints"
-            )
+            self._periodic = self._tasks.spawn(self._every(self.interval), "periodic")
 
     async def _every(self, interval: float) -> None:
         try:
@@ -92,11 +153,7 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Cancel the periodic checkpoints and any acknowledgement still running."""
-        tasks = [t for t in (self._periodic, *self._helpers) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._tasks.aclose()
         self._periodic = None
 
     # ------------------------------------------------------------------ one checkpoint
@@ -114,7 +171,7 @@ class Coordinator:
             self._acks = {}
             complete = self._complete = asyncio.get_running_loop().create_future()
             self.requested = n
-            for pipeline in range(len(self.job.pipelines)):
+            for pipeline in range(self.job.pipeline_count()):
                 self._reach(pipeline, n)
             await complete
             job = self.job
@@ -124,12 +181,8 @@ class Coordinator:
                 topology=self.topology,
                 finished=final,
                 created=now(),
-                stages=[self._acks[i] for i in range(len(job.stages))],
-                counters={
-                    "events_in": job.events_in,
-                    "events_out": job.events_out,
-                    "errors": job.errors.count,
-                },
+                stages=[self._acks[i] for i in range(job.stage_count())],
+                counters=job.counters(),
             )
             self._acks = {}
             try:
@@ -142,8 +195,7 @@ class Coordinator:
                 raise AsyncWaitError(msg) from exc
             await asyncio.to_thread(self.store.write, n, data)
             crash_point("checkpoint-written")
-            for sink in job.sinks:
-                await sink.commit(n)
+            await job.commit(n)
             await asyncio.to_thread(self.store.retain)
             self.completed += 1
             self.last_id = n
@@ -156,7 +208,7 @@ class Coordinator:
         acks = self._acks
         acks[stage] = state
         complete = self._complete
-        if len(acks) == len(self.job.stages) and complete is not None and not complete.done():
+        if len(acks) == self.job.stage_count() and complete is not None and not complete.done():
             complete.set_result(None)
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -166,9 +218,7 @@ class Coordinator:
             except Exception as exc:
                 self.job.fail(exc)
 
-        task = asyncio.get_running_loop().create_task(guarded())
-        self._helpers.add(task)
-        task.add_done_callback(self._helpers.discard)
+        self._tasks.spawn(guarded(), "acknowledge")
 
     def _reach(self, pipeline: int, n: int) -> None:
         """Get barrier ``n`` past the stages of ``pipeline`` that have ended.
@@ -182,14 +232,14 @@ class Coordinator:
         for stage in stages:
             if not stage.finished:
                 if stage is not stages[0]:
-                    stage.accept_barrier(Barrier(n))
+                    stage.accept_barrier(n)
                 else:
-                    stage.nudge(self)
+                    stage.nudge()
                 return
             if stage is stages[-1]:
                 self._spawn(self._ack_later(stage, n))
             else:
                 self.ack(n, stage.index, stage.final_state())
 
-    async def _ack_later(self, stage: _Stage, n: int) -> None:
+    async def _ack_later(self, stage: StageView, n: int) -> None:
         self.ack(n, stage.index, await stage.drained_state(n))

@@ -1,84 +1,27 @@
-"""The plan of a job (what ``DataStream`` records) and the ``DataStream`` builder.
+"""The ``DataStream`` builder: each method appends a step to the job's plan (private).
 
-Private: ``DataStream`` is re-exported by :mod:`asyncwait.runtime`, whose
-``StreamEnvironment`` starts every stream; :mod:`asyncwait._job` runs the plan.
+``DataStream`` is re-exported by :mod:`asyncwait.runtime`, whose ``StreamEnvironment``
+starts every stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import Any, Generic, TypeVar, final
 
-from .errors import ConfigError
-from .function import AsyncFunction
-from .operator import AsyncWaitOperator, OutputMode
-from .retry import NO_RETRY, RetryStrategy
-from .sinks import Sink
-from .sources import Source
-from .watermarks import WatermarkStrategy
-
-if TYPE_CHECKING:
-    from .runtime import StreamEnvironment
+from ..errors import ConfigError
+from ..function import AsyncFunction
+from ..operator import OutputMode
+from ..retry import NO_RETRY, RetryStrategy
+from ..sinks import Sink
+from ..watermarks import WatermarkStrategy
+from .plan import AsyncSpec, JobPlan, Pipeline, StepSpec, output_mode
 
 __all__ = ("DataStream",)
 
 T = TypeVar("T")
 U = TypeVar("U")
 S = TypeVar("S", bound=Sink)
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class StepSpec:
-    kind: str  # "map" | "filter" | "flat_map" | "watermarks"
-    function: Any  # the user function, or the WatermarkStrategy
-    name: str
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class AsyncSpec:
-    function: Any
-    mode: OutputMode
-    capacity: int
-    timeout: float | None
-    retry: RetryStrategy
-    key: Callable[[Any], Hashable] | None
-    name: str
-
-    def operator(
-        self, function: Any, retry: RetryStrategy | None = None
-    ) -> AsyncWaitOperator[Any, Any]:
-        return AsyncWaitOperator(
-            function,
-            mode=self.mode,
-            capacity=self.capacity,
-            timeout=self.timeout,
-            retry=self.retry if retry is None else retry,
-            key=self.key,
-            name=self.name,
-        )
-
-
-@dataclass(slots=True)
-class Pipeline:
-    source: Source
-    steps: list[StepSpec | AsyncSpec] = field(default_factory=list)
-    sink: Sink | None = None
-
-
-_MODES = {mode.value: mode for mode in OutputMode}
-
-
-def _output_mode(mode: OutputMode | str) -> OutputMode:
-    if isinstance(mode, OutputMode):
-        return mode
-    found = _MODES.get(mode.lower()) if isinstance(mode, str) else None
-    if found is None:
-        msg = f"mode must be an OutputMode or one of {sorted(_MODES)}, got {mode!r}"
-        raise ConfigError(msg)
-    return found
 
 
 @final
@@ -90,10 +33,10 @@ class DataStream(Generic[T]):
     order; see :mod:`asyncwait.runtime` for what their exceptions do.
     """
 
-    __slots__ = ("_env", "_pipeline", "_position")
+    __slots__ = ("_pipeline", "_plan", "_position")
 
-    def __init__(self, env: StreamEnvironment, pipeline: Pipeline) -> None:
-        self._env = env
+    def __init__(self, plan: JobPlan, pipeline: Pipeline) -> None:
+        self._plan = plan
         self._pipeline = pipeline
         self._position = len(pipeline.steps)
 
@@ -111,13 +54,13 @@ class DataStream(Generic[T]):
             )
             raise ConfigError(msg)
         pipeline.steps.append(spec)
-        return DataStream(self._env, pipeline)
+        return DataStream(self._plan, pipeline)
 
     def _step(self, kind: str, function: Any, name: str | None) -> DataStream[Any]:
         if not callable(function):
             msg = f"{kind}() needs a callable, got {function!r}"
             raise TypeError(msg)
-        return self._then(StepSpec(kind, function, self._env._name(kind, name)))
+        return self._then(StepSpec(kind, function, self._plan.step_name(kind, name)))
 
     def map(self, function: Callable[[T], U], *, name: str | None = None) -> DataStream[U]:
         """Replace each record's value with ``function(value)``, keeping its timestamp.
@@ -151,7 +94,9 @@ class DataStream(Generic[T]):
         if not isinstance(strategy, WatermarkStrategy):
             msg = f"assign_timestamps_and_watermarks() needs a WatermarkStrategy, got {strategy!r}"
             raise TypeError(msg)
-        return self._then(StepSpec("watermarks", strategy, self._env._name("watermarks", name)))
+        return self._then(
+            StepSpec("watermarks", strategy, self._plan.step_name("watermarks", name))
+        )
 
     def _async(
         self,
@@ -164,7 +109,9 @@ class DataStream(Generic[T]):
         key: Callable[[Any], Hashable] | None,
         name: str | None,
     ) -> DataStream[Any]:
-        spec = AsyncSpec(function, mode, capacity, timeout, retry, key, self._env._name(kind, name))
+        spec = AsyncSpec(
+            function, mode, capacity, timeout, retry, key, self._plan.step_name(kind, name)
+        )
         spec.operator(function)  # validates every option now, with the operator's messages
         return self._then(spec)
 
@@ -264,9 +211,9 @@ class DataStream(Generic[T]):
             ConfigError: a bad ``mode``, ``how``, ``max_batch_size``, ``max_batch_wait`` or
                 ``max_queries``.
         """
-        from .join import LookupJoin
+        from ..join import LookupJoin
 
-        output_mode = _output_mode(mode)
+        chosen = output_mode(mode)
         function = LookupJoin(
             table,
             on=on,
@@ -279,10 +226,8 @@ class DataStream(Generic[T]):
             max_queries=max_queries,
         )
         # KEY_ORDERED orders by the join key, which the join takes once per event.
-        key = function.key_of if output_mode is OutputMode.KEY_ORDERED else None
-        return self._async(
-            "lookup_join", function, output_mode, capacity, timeout, retry, key, name
-        )
+        key = function.key_of if chosen is OutputMode.KEY_ORDERED else None
+        return self._async("lookup_join", function, chosen, capacity, timeout, retry, key, name)
 
     def sink_to(self, sink: S) -> S:
         """End the stream in ``sink``; return it (e.g. to read a ``collect()`` sink's values)."""

@@ -1,0 +1,120 @@
+"""What a job reports: its progress while it runs and its result at the end.
+
+Re-exported by :mod:`asyncwait.runtime` and the package; the job builds them, the
+environment hands them out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, final
+
+from ..errors import AsyncWaitError
+
+__all__ = ("JobProgress", "JobResult", "OperatorSummary")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class OperatorSummary:
+    """One async operator's numbers at a moment (see ``JobProgress``/``JobResult``).
+
+    Attributes:
+        name: the operator's name.
+        in_flight: records admitted and not complete.
+        queued: entries holding a slot (in flight, completed not emitted, watermarks).
+        capacity: the most entries the operator holds.
+        emitted: entries emitted so far.
+        retries: retry attempts started.
+        timeouts: elements whose deadline passed.
+        failures: elements that failed.
+        latency_p50: median seconds from admission to completion (``nan`` before any).
+        latency_p99: 99th percentile of the same.
+        counters: the function's own counters (e.g. ``cache_hits``, ``cache_misses``).
+    """
+
+    name: str
+    in_flight: int
+    queued: int
+    capacity: int
+    emitted: int
+    retries: int
+    timeouts: int
+    failures: int
+    latency_p50: float = math.nan
+    latency_p99: float = math.nan
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    """A cheap snapshot of a job while it runs (or after), from ``StreamEnvironment.progress``.
+
+    Attributes:
+        name: the job's name.
+        running: whether the job is running now.
+        elapsed: seconds of loop time since the job started.
+        events_in: elements read from the source(s), malformed lines included (they are
+            counted in ``errors`` too).
+        events_out: records written by the sink(s).
+        errors: bad input elements routed to the errors file.
+        operators: each async operator's numbers, in pipeline order.
+        checkpoints: checkpoints completed by this run.
+        last_checkpoint: the id of the newest one, or ``None``.
+    """
+
+    name: str
+    running: bool
+    elapsed: float
+    events_in: int
+    events_out: int
+    errors: int
+    operators: tuple[OperatorSummary, ...] = ()
+    checkpoints: int = 0
+    last_checkpoint: int | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What a finished job did.
+
+    Attributes:
+        name: the job's name.
+        events_in: elements read from the source(s), malformed lines included.
+        events_out: records written by the sink(s).
+        errors: bad input elements routed to the errors file.
+        duration: seconds of loop time the job ran.
+        operators: each async operator's final numbers, in pipeline order.
+        error_samples: the first few bad elements (``source``, ``line``, ``raw``,
+            ``reason``, maybe ``operator``), also when there is no errors file.
+        sink_results: each sink's ``result()``, in the order the streams were created.
+        stopped: the job was stopped (:meth:`StreamEnvironment.stop`) before its end; with
+            checkpoints, a later run resumes from ``last_checkpoint``.
+        restored_from: the checkpoint this run resumed from, or ``None``.
+        checkpoints: checkpoints completed by this run (the final one included).
+        last_checkpoint: the id of the newest one, or ``None``.
+    """
+
+    name: str
+    events_in: int
+    events_out: int
+    errors: int
+    duration: float
+    operators: tuple[OperatorSummary, ...] = ()
+    error_samples: tuple[dict[str, Any], ...] = ()
+    sink_results: tuple[Any, ...] = ()
+    stopped: bool = False
+    restored_from: int | None = None
+    checkpoints: int = 0
+    last_checkpoint: int | None = None
+
+    @property
+    def sink_result(self) -> Any:
+        """The result of the job's only sink (e.g. a ``collect()`` sink's values)."""
+        if len(self.sink_results) != 1:
+            msg = f"job {self.name!r} has {len(self.sink_results)} sinks; use sink_results"
+            raise AsyncWaitError(msg)
+        return self.sink_results[0]

@@ -1,0 +1,235 @@
+"""The ``asyncwait`` command: run, validate and demo job files.
+
+::
+
+    asyncwait run JOB.toml [--fresh] [--quiet] [--json-summary FILE] [--max-errors N]
+    asyncwait validate JOB.toml
+    asyncwait demo [--events N] [--users M] [--dir DIR] [--mode MODE] [--capacity C]
+                   [--latency-ms MS] [--no-cache] [--quiet] [--json-summary FILE] [--seed S]
+
+Exit status: 0 success, 1 the job failed, 2 a bad command line or job file. Errors are one
+line on stderr (``error: ...``) naming the file, field, operator or element; ``--debug``
+adds the traceback. Progress and the final summary go to stderr, so a ``stdout`` sink stays
+clean. ``run`` and ``demo`` need rich (``pip install 'asyncwait[cli]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from .. import jobfile
+from ..errors import ConfigError
+from ..operator import OutputMode
+from .execute import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, execute_job
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ("main",)
+
+_INSTALL_HINT: Final = "pip install 'asyncwait[cli]'"
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        msg = f"must be >= 1, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        msg = f"not an integer: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < 0:
+        msg = f"must be >= 0, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not value >= 0 or value == float("inf"):
+        msg = f"must be a finite number >= 0, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop when installed (auto, the default), or asyncio's own",
+    )
+    output.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
+    output.add_argument(
+        "--json-summary", metavar="FILE", type=Path, help="also write the summary as JSON"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="asyncwait",
+        description="Run asyncwait dataflow jobs described by TOML job files.",
+        epilog="Exit status: 0 success, 1 the job failed, 2 bad command line or job file.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", parents=[common, output], help="run a job file", description="Run a job file."
+    )
+    run.add_argument("job", metavar="JOB.toml", type=Path, help="the job file")
+    run.add_argument(
+        "--fresh", action="store_true", help="ignore existing checkpoints and start over"
+    )
+    run.add_argument(
+        "--max-errors",
+        metavar="N",
+        type=_non_negative_int,
+        help="fail after more than N bad input elements (overrides [errors] max_errors)",
+    )
+
+    validate = commands.add_parser(
+        "validate",
+        parents=[common],
+        help="check a job file and describe its pipeline",
+        description="Check a job file without running it and describe its pipeline.",
+    )
+    validate.add_argument("job", metavar="JOB.toml", type=Path, help="the job file")
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common, output],
+        help="generate browse events and a dim_user table, then enrich the events",
+        description=(
+            "Generate browse events (JSONL) and a dim_user SQLite table, write a job file "
+            "joining them into DIR and run it exactly like `asyncwait run`."
+        ),
+    )
+    demo.add_argument("--events", metavar="N", type=_positive_int, default=100_000)
+    demo.add_argument("--users", metavar="M", type=_positive_int, default=10_000)
+    demo.add_argument("--dir", metavar="DIR", type=Path, default=Path("demo-output"))
+    demo.add_argument(
+        "--mode", choices=[m.value for m in OutputMode], default=OutputMode.UNORDERED.value
+    )
+    demo.add_argument("--capacity", metavar="C", type=_positive_int, default=100)
+    demo.add_argument(
+        "--latency-ms",
+        metavar="MS",
+        type=_non_negative_float,
+        default=0.0,
+        help="simulated extra latency of every lookup that reaches the table (default 0)",
+    )
+    demo.add_argument("--no-cache", action="store_true", help="look every event up")
+    demo.add_argument("--seed", metavar="S", type=int, help="seed for reproducible data")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``asyncwait`` command line and return its exit status.
+
+    Args:
+        argv: the arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        0 on success, 1 when the job failed, 2 for a bad command line or job file.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "validate":
+            return _validate(args)
+        try:
+            from rich.console import Console
+        except ImportError:
+            error(f"`asyncwait {args.command}` needs rich: {_INSTALL_HINT}")
+            return EXIT_FAILED
+        console = Console(stderr=True)
+        if args.command == "run":
+            return _run(args, console)
+        return _demo(args, console)
+    except ConfigError as exc:
+        error(str(exc), debug=args.debug)
+        return EXIT_USAGE
+
+
+def _validate(args: argparse.Namespace) -> int:
+    spec = jobfile.load(args.job)
+    print(jobfile.describe(spec))
+    for note in jobfile.unavailable(spec):
+        print(f"note: {note}")
+    print(f"{args.job}: ok")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    spec = jobfile.load(args.job)
+    if args.max_errors is not None:
+        spec = spec.with_max_errors(args.max_errors)
+    return execute_job(
+        spec,
+        console,
+        quiet=args.quiet,
+        debug=args.debug,
+        json_summary=args.json_summary,
+        fresh=args.fresh,
+        loop=args.loop,
+    )
+
+
+def _demo(args: argparse.Namespace, console: Console) -> int:
+    from . import demo
+
+    started = time.perf_counter()
+    try:
+        data = demo.generate(args.dir, events=args.events, users=args.users, seed=args.seed)
+        job_path = demo.write_job(
+            data, mode=OutputMode(args.mode), capacity=args.capacity, cache=not args.no_cache
+        )
+    except (OSError, sqlite3.Error) as exc:
+        error(f"cannot write the demo data into {args.dir}: {exc}", debug=args.debug)
+        return EXIT_FAILED
+    if not args.quiet:
+        console.print(
+            f"generated {data.events:,} events ({data.malformed:,} malformed) and dim_user "
+            f"({data.rows:,} of {data.users:,} users) in {time.perf_counter() - started:.1f} s; "
+            f"job file {job_path}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    spec = jobfile.load(job_path)
+    wrap = demo.slowed(args.latency_ms / 1000) if args.latency_ms else None
+    code = execute_job(
+        spec,
+        console,
+        quiet=args.quiet,
+        debug=args.debug,
+        json_summary=args.json_summary,
+        wrap_lookup=wrap,
+        loop=args.loop,
+    )
+    if code == EXIT_OK and not args.quiet:
+        console.print(
+            f"enriched events: {spec.sink.path}", markup=False, highlight=False, soft_wrap=True
+        )
+    return code

@@ -1,0 +1,28 @@
+"""Sinks: where a job's records end up (JSONL and CSV files, stdout, an in-memory list).
+
+A sink receives batches of elements (:meth:`Sink.write`), in stream order; watermarks come
+along so that a sink can see event-time progress, and the file sinks ignore them. Writing
+uses large buffered file I/O, flushed when the job ends (or fails) and closes the sink.
+
+With checkpointing on, the file sinks are *transactional*: what they receive between two
+checkpoints goes to a hidden part file next to the output (``.out.jsonl.part-000004``) and is
+appended to the output only when the checkpoint completes; a job resuming from a checkpoint
+first puts the output back to exactly what that checkpoint committed. So the output file
+only ever holds committed records, each once. ``stdout`` and ``collect`` cannot take back
+what they wrote: with checkpoints their output is at-least-once.
+
+A value a sink cannot write is *bad input*, not a failure: a value JSON cannot represent (a
+``datetime``, a ``set``, ``NaN``...), or for CSV a value that is not a dict or whose keys
+differ from the header. The sink routes it to the job's errors file, naming the element,
+and goes on.
+"""
+
+from .._rejects import Reject as Reject
+from ._base import Sink as Sink
+from ._collect import CollectSink as CollectSink
+from ._collect import collect as collect
+from ._files import csv as csv
+from ._files import jsonl as jsonl
+from ._text import stdout as stdout
+
+__all__ = ("CollectSink", "Reject", "Sink", "collect", "csv", "jsonl", "stdout")

@@ -1,0 +1,114 @@
+"""The source contract, and records that remember where they were read (private)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from .._rejects import Reject
+from ..elements import Record, StreamElement
+from ..errors import BadInputError
+
+__all__ = ("Source", "SourcedRecord", "plain", "reject_nothing")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class SourcedRecord(Record[T]):
+    """A record read from a source, with the line it came from (private to the runtime).
+
+    Compares, hashes and prints like a plain :class:`Record`; the line only feeds error
+    messages and the errors file.
+    """
+
+    line: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Record(value={self.value!r}, timestamp={self.timestamp!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Record):
+            return self.value == other.value and self.timestamp == other.timestamp
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.value, self.timestamp))
+
+
+def plain(record: Record[Any]) -> Record[Any]:
+    """``record`` as a plain :class:`Record` (what users see in errors and results)."""
+    if type(record) is Record:
+        return record
+    return Record(record.value, record.timestamp)
+
+
+def reject_nothing(error: BadInputError, record: Record[Any] | None = None, /) -> None:
+    raise error  # a source used outside a job: bad input is an ordinary error
+
+
+class Source(ABC):
+    """Where a job's elements come from: subclass it to read from anything.
+
+    The job calls :meth:`open` once, :meth:`read` until it returns ``None``, then
+    :meth:`close` (also when the job fails). Everything runs on the job's event loop; a
+    source may await inside ``read`` (a slow source simply makes the job wait), and the job
+    never calls ``read`` again before the previous call returned, nor while its output is
+    back-pressured.
+
+    Attributes:
+        name: names the source in messages and in the errors file (e.g. the path).
+        offset: where the next read continues (bytes for files, elements for collections);
+            ``open(start_offset=offset)`` resumes there.
+        line: the line number of the last line read (0 before the first).
+    """
+
+    # True: read() returns the runtime's own records, which carry their line.
+    _yields_sourced: ClassVar[bool] = False
+
+    @property
+    def replayable(self) -> bool:
+        """Whether ``open(start_offset=...)`` reads again from a saved position.
+
+        Checkpointing needs it. True by default: a custom source that overrides it to
+        False (or cannot honour ``start_offset``) cannot be checkpointed.
+        """
+        return True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.offset = 0
+        self.line = 0
+
+    @abstractmethod
+    async def open(self, reject: Reject, *, start_offset: int = 0, start_line: int = 1) -> None:
+        """Open the source, positioned at ``start_offset`` (numbering lines from ``start_line``).
+
+        Args:
+            reject: called with a :class:`~asyncwait.BadInputError` (``source``, ``line``,
+                ``raw`` set) for each malformed element; it raises once the job has seen
+                more than ``max_errors``, and that error must propagate.
+            start_offset: where to start (see :attr:`offset`).
+            start_line: the number of the first line read.
+
+        Raises:
+            ConfigError: the source cannot be opened (e.g. a missing file, naming the path).
+        """
+
+    @abstractmethod
+    async def read(self, max_elements: int) -> list[StreamElement] | None:
+        """Return up to ``max_elements`` elements (maybe none), or ``None`` at the end.
+
+        Elements are :class:`~asyncwait.Record` values (their timestamp may be ``None``) and,
+        rarely, :class:`~asyncwait.Watermark` values, in source order.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook; the default has nothing to release
+        """Release what :meth:`open` acquired; idempotent."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} line {self.line} offset {self.offset}>"
+
+
+# --------------------------------------------------------------------------- line sources

@@ -1,0 +1,89 @@
+"""Line sources: an input's bytes split into numbered lines with their offsets (private)."""
+
+from __future__ import annotations
+
+from .._rejects import Reject
+from ..errors import BadInputError, ConfigError
+from ._base import Source, reject_nothing
+from ._inputs import Input, StdinInput
+
+__all__ = ("LineSource",)
+
+
+class LineSource(Source):
+    """Splits an input's bytes into lines, tracking each line's number and end offset."""
+
+    _yields_sourced = True
+
+    def __init__(self, name: str, input_: Input) -> None:
+        super().__init__(name)
+        self._input = input_
+        self._encoding = "utf-8"
+        self._reject: Reject = reject_nothing
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lines: list[bytes] = []  # complete lines of the current chunk
+        self._next = 0  # index of the next line of _lines to take
+        self._newline = 1  # bytes after each line of _lines: 0 for a last line without "\n"
+        self._tail = b""  # an incomplete line at the end of the last chunk
+        self._eof = False
+
+    async def open(self, reject: Reject, *, start_offset: int = 0, start_line: int = 1) -> None:
+        if not isinstance(start_offset, int) or start_offset < 0:
+            msg = f"{self.name}: start_offset must be an int >= 0, got {start_offset!r}"
+            raise ConfigError(msg)
+        if not isinstance(start_line, int) or start_line < 1:
+            msg = f"{self.name}: start_line must be an int >= 1, got {start_line!r}"
+            raise ConfigError(msg)
+        self._reject = reject
+        self._reset()
+        self.offset = 0
+        self.line = 0
+        await self._input.open()
+        try:
+            await self._prepare(start_offset, start_line)
+        except BaseException:
+            await self._input.close()
+            raise
+
+    async def _prepare(self, start_offset: int, start_line: int) -> None:
+        self._seek(start_offset, start_line)
+
+    @property
+    def replayable(self) -> bool:
+        return not isinstance(self._input, StdinInput)
+
+    def _seek(self, offset: int, line: int) -> None:
+        if offset:
+            self._input.seek(offset)
+            self._reset()
+        self.offset = offset
+        self.line = line - 1
+
+    async def close(self) -> None:
+        await self._input.close()
+
+    async def _fill(self) -> bool:
+        """Make the next lines available; False at the end of the input."""
+        while not self._eof:
+            chunk = await self._input.read()
+            if not chunk:
+                self._eof = True
+                if self._tail:
+                    self._lines, self._next, self._newline = [self._tail], 0, 0
+                    self._tail = b""
+                    return True
+                return False
+            lines = chunk.split(b"\n")
+            if self._tail:
+                lines[0] = self._tail + lines[0]
+            self._tail = lines.pop()
+            if lines:
+                self._lines, self._next, self._newline = lines, 0, 1
+                return True
+        return False
+
+    def _bad(self, raw: bytes, line: int, reason: str) -> None:
+        text = raw.decode(self._encoding, errors="replace").rstrip("\r")
+        self._reject(BadInputError(reason, source=self.name, line=line, raw=text))
