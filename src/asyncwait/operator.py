@@ -28,15 +28,17 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
+from ._checks import check_int, check_seconds
 from ._operator.adapter import adapt
+from ._operator.admission import Admission
 from ._operator.emitter import Emit, Emitter
-from ._operator.invoker import KEY_FAILED, Invoker
-from ._operator.outcome import LATENCY_SAMPLE, Outcomes, RejectBadInput
+from ._operator.invoker import Invoker
+from ._operator.outcome import Outcomes, RejectBadInput
 from ._reprs import short_repr
 from ._tasks import TaskOwner
 from .elements import Record, StreamElement, Watermark
-from .errors import AsyncFunctionError, AsyncWaitError, BadInputError, ClosedError
-from .function import Pending, RuntimeContext
+from .errors import AsyncWaitError, ClosedError
+from .function import RuntimeContext
 from .metrics import Metrics
 from .queues import (
     ElementQueue,
@@ -157,14 +159,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         if not isinstance(mode, OutputMode):
             msg = f"{name}: mode must be an OutputMode, got {mode!r}"
             raise ValueError(msg)
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            msg = f"{name}: capacity must be an int >= 1, got {capacity!r}"
-            raise ValueError(msg)
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-        ):
-            msg = f"{name}: timeout must be a number of seconds > 0 or None, got {timeout!r}"
-            raise ValueError(msg)
+        check_int(name, "capacity", capacity, error=ValueError)
+        timeout = check_seconds(name, "timeout", timeout, optional=True, error=ValueError)
         if not isinstance(retry, RetryStrategy):
             msg = f"{name}: retry must be a strategy from asyncwait.retry, got {retry!r}"
             raise ValueError(msg)
@@ -176,33 +172,24 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             raise ValueError(msg)
         self.name = name
         self.metrics = Metrics(name)
-        self._latency = self.metrics.latency
         self._function = function
         self._fn = fn = adapt(function)
         self._mode = mode
         self._capacity = capacity
         self._retry = retry
-        self._key = key
         self._queue = queue = _QUEUES[mode]()
         callback = fn.callback
         # The callback form is started at admission, its outputs passed through when known
         # at once. Unkeyed, it takes the key (the join key) itself; KEY_ORDERED by that same
         # key, the operator takes it once per element and orders by it.
-        self._call = callback if callback is not None and key is None else None
-        self._keyed_call = (
-            callback
-            if callback is not None and key is not None and key == callback.key_of
-            else None
-        )
+        call = callback if callback is not None and key is None else None
+        keyed = callback if callback is not None and key == callback.key_of else None
         self._state = _State.NEW
         self._opened_function = False
         # The first failure; raised by every later call. An AsyncFunctionError for an element,
         # or whatever the downstream `emit` raised.
         self._failure: BaseException | None = None
         self._waiting: StreamElement | None = None  # an input waiting for admission
-        self._admitted = 0
-        # Outputs known at admission may be emitted at once (see open(sync_emit=...)).
-        self._pass_ok = False
         # Owns the emitter's task and the tasks of awaitable timeout() hooks; the invoker
         # owns its workers.
         self._tasks = TaskOwner(name)
@@ -212,17 +199,27 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             fn,
             queue,
             retry,
-            None if timeout is None else float(timeout),
+            timeout,
             capacity,
             self.metrics.latency,
             self._tasks,
         )
-        self._invoker = invoker = Invoker(
-            fn, outcomes, capacity, name, keyed=self._keyed_call is not None
-        )
+        self._invoker = invoker = Invoker(fn, outcomes, capacity, name, keyed=keyed is not None)
         outcomes.start = invoker.start
         outcomes.drain = self._emitter.drain
         outcomes.on_failure = self._failed
+        self._admission = admission = Admission(
+            name,
+            queue,
+            self._emitter,
+            invoker,
+            outcomes,
+            self.metrics.latency,
+            key=key,
+            call=call,
+            keyed_call=keyed,
+        )
+        self._admit = admission.admit_function()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -277,7 +274,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self._state = _State.OPEN
         self._outcomes.bind(asyncio.get_running_loop())
         self._invoker.open = True
-        self._pass_ok = sync_emit and self._retry.on_result is None
+        self._admission.pass_ok = sync_emit and self._retry.on_result is None
         for element in restored:
             if isinstance(element, Watermark):
                 await self.process_watermark(element)
@@ -328,7 +325,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         # An entry whose awaitable emit is still pending holds its slot too.
         if self._emitter.held >= self._capacity:
             await self._wait_for_space(record)
-        self._admit_value(record, record.value)
+        self._admit(record, record.value)
 
     def offer(self, record: Record[IN]) -> bool:
         """Admit ``record`` if a slot is free, without waiting; False (nothing admitted) if full.
@@ -341,10 +338,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             self._raise_state()
         if self._emitter.held >= self._capacity:
             return False
-        if self._call is not None:
-            self._admit_call(record, record.value)
-        else:
-            self._admit_value(record, record.value)
+        self._admit(record, record.value)
         return True
 
     async def process_watermark(self, watermark: Watermark) -> None:
@@ -357,12 +351,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         emitter = self._emitter
         if emitter.held >= self._capacity:
             await self._wait_for_space(watermark)
-        entry = QueueEntry.watermark(watermark)
-        emitter.held += 1
-        self._admitted += 1
-        entry.seq = self._admitted
-        self._queue.put(entry)
-        emitter.drain()
+        self._admission.admit_watermark(watermark)
 
     def offer_value(self, value: IN) -> bool:
         """:meth:`offer` for an operator opened with ``values=True``: admit a bare value."""
@@ -370,14 +359,14 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             self._raise_state()
         if self._emitter.held >= self._capacity:
             return False
-        self._admit_value(None, value)
+        self._admit(None, value)
         return True
 
     async def process_value(self, value: IN) -> None:
         """:meth:`process_element` for an operator opened with ``values=True``."""
         if not self.offer_value(value):
             await self._wait_for_space(Record(value))
-            self._admit_value(None, value)
+            self._admit(None, value)
 
     async def end_input(self) -> None:
         """Return once every admitted element is complete and everything has been emitted.
@@ -436,135 +425,6 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             f"in-flight {self._outcomes.in_flight}/{self._capacity} "
             f"queued {self._emitter.held} emitted {self._emitter.emitted}>"
         )
-
-    # ------------------------------------------------------------------ admission
-
-    def _admit_value(self, record: Record[IN] | None, value: Any) -> None:
-        """Admit ``value`` (of ``record``, or bare); a slot is known to be free."""
-        if self._call is not None:
-            self._admit_call(record, value)
-            return
-        if self._keyed_call is not None:
-            self._admit_keyed_call(record, value)
-            return
-        key = None
-        if self._key is not None:
-            try:
-                key = self._key(value)
-                hash(key)
-            except Exception as exc:
-                if isinstance(exc, BadInputError) and self._outcomes.reject is not None:
-                    self._admit_failed(record, value, exc)
-                    return
-                element = Record(value) if record is None else record
-                msg = f"{self.name}: key function failed on {short_repr(element)}: {exc!r}"
-                raise AsyncFunctionError(msg, element) from exc
-        self._admit(QueueEntry(record, value, key))
-
-    def _admit_call(self, record: Record[IN] | None, value: Any) -> None:
-        """Admit ``value`` for a function with a callback form, started right away.
-
-        Outputs known at once that would leave next anyway pass straight through: no entry,
-        slot or deadline.
-        """
-        call = self._call
-        assert call is not None  # the caller checks
-        if self._invoker.submitting:
-            # Nested in the settle of a call: the invoker starts it, on a worker.
-            self._admit(QueueEntry(record, value, None))
-            return
-        emitter = self._emitter
-        passable = self._pass_ok and not emitter.emitting and self._queue.can_pass(None)
-        try:
-            outcome = call.start_call(value, self._outcomes.delivered)
-        except Exception as exc:
-            self._admit_failed(record, value, exc, None)
-            return
-        if passable and type(outcome) is list:
-            self._admitted += 1
-            if self._admitted % LATENCY_SAMPLE == 0:
-                self._latency.observe(0.0)  # complete at admission: no wait
-            emitter.pass_through(record, outcome)
-            return
-        self._admit_outcome(record, value, None, outcome)
-
-    def _admit_keyed_call(self, record: Record[IN] | None, value: Any) -> None:
-        """:meth:`_admit_call` for KEY_ORDERED by the callback form's own key."""
-        call = self._keyed_call
-        assert call is not None  # the caller checks
-        try:
-            key = call.key_of(value)
-        except Exception as exc:
-            self._admit_failed(record, value, exc)
-            return
-        queue = self._queue
-        if self._invoker.submitting or not queue.can_start(key):
-            # Nested in a call's settle, or its key is busy: the invoker starts it in turn.
-            self._admit(QueueEntry(record, value, key))
-            return
-        emitter = self._emitter
-        passable = self._pass_ok and not emitter.emitting and queue.can_pass(key)
-        try:
-            outcome = call.start_keyed(key, value, self._outcomes.delivered)
-        except Exception as exc:
-            self._admit_failed(record, value, exc, key)
-            return
-        if passable and type(outcome) is list:
-            self._admitted += 1
-            if self._admitted % LATENCY_SAMPLE == 0:
-                self._latency.observe(0.0)  # complete at admission: no wait
-            emitter.pass_through(record, outcome)
-            return
-        self._admit_outcome(record, value, key, outcome)
-
-    def _admit_outcome(
-        self, record: Record[IN] | None, value: Any, key: Hashable, outcome: list[Any] | Pending
-    ) -> None:
-        """Admit an element whose call was started with ``outcome`` (outputs or a handle)."""
-        entry = QueueEntry(record, value, key)
-        self._admit_started(entry)
-        if type(outcome) is list:
-            invoker = self._invoker
-            invoker.submitting = True
-            try:
-                self._outcomes.on_fresh_result(entry, outcome)
-            finally:
-                invoker.submitting = False
-            return
-        entry.task = outcome
-        outcome.token = entry  # type: ignore[union-attr]  # a Pending: not a list
-
-    def _admit_failed(
-        self, record: Record[IN] | None, value: Any, exc: Exception, key: Hashable = KEY_FAILED
-    ) -> None:
-        """Admit an element whose key or call raised at once; ``exc`` is its first outcome."""
-        entry = QueueEntry(record, value, key)
-        self._admit_started(entry)
-        invoker = self._invoker
-        invoker.submitting = True
-        try:
-            self._outcomes.on_exception(entry, exc)
-        finally:
-            invoker.submitting = False
-
-    def _admit_started(self, entry: QueueEntry) -> None:
-        """Admit ``entry`` whose first attempt is already under way."""
-        self._emitter.held += 1
-        self._admitted += 1
-        entry.seq = self._admitted
-        self._queue.put(entry)
-        entry.state = _RUNNING  # WAITING -> RUNNING: always a legal move
-        entry.attempt = 1
-        self._outcomes.track(entry)
-
-    def _admit(self, entry: QueueEntry) -> None:
-        self._emitter.held += 1
-        self._admitted += 1
-        entry.seq = self._admitted
-        start = self._queue.put(entry)
-        self._outcomes.track(entry)
-        if start:
-            self._invoker.start(entry)
 
     async def _wait_for_space(self, element: StreamElement) -> None:
         emitter = self._emitter
