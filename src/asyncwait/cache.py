@@ -26,6 +26,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, Protocol, final
 
+from ._tasks import TaskOwner
 from .errors import ConfigError
 from .lookups._base import LookupTable, Row
 from .metrics import Metrics
@@ -318,6 +319,7 @@ class FullCache:
         "_loads",
         "_metrics",
         "_misses",
+        "_owner",
         "_snapshot",
         "_spec",
         "_table",
@@ -330,15 +332,16 @@ class FullCache:
         self._metrics = metrics
         self._snapshot: dict[Hashable, Row] = {}  # replaced whole, never mutated
         self._task: asyncio.Task[None] | None = None  # the reloader, while open
+        self._owner: TaskOwner | None = None  # owns the reloader
         self._hits = self._misses = self._loads = self._load_errors = 0
         metrics.count_from(self._counters)  # cache_hits, cache_misses
 
     async def open(self) -> None:
         await self.reload()
         if self._spec.reload_interval is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._reload_periodically(self._spec.reload_interval),
-                name=f"asyncwait: reload full cache of {self._table.name}",
+            owner = self._owner = TaskOwner(f"full cache of {self._table.name}")
+            self._task = owner.spawn(
+                self._reload_periodically(self._spec.reload_interval), "reload"
             )
 
     async def reload(self) -> None:
@@ -370,12 +373,12 @@ class FullCache:
                 )
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
+        self._task = None
+        owner, self._owner = self._owner, None
+        if owner is not None:
             # Wait for the reloader to finish its cleanup (a scan in progress closes its
             # cursor) without turning its cancellation into ours.
-            await asyncio.wait((task,))
+            await owner.aclose()
         self._snapshot = {}
         self._metrics.set_gauge("cache_size", 0)
 

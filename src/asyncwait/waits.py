@@ -8,7 +8,6 @@ watermarks or a dataflow: ``async for out in ordered_wait(values, fetch, capacit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -20,6 +19,7 @@ from collections.abc import (
 )
 from typing import Any, TypeVar, final
 
+from ._tasks import TaskOwner
 from .function import AsyncFunction
 from .operator import AsyncWaitOperator, OutputMode
 from .retry import NO_RETRY, RetryStrategy
@@ -94,10 +94,11 @@ async def _run(
     loop = asyncio.get_running_loop()
     # Room for a few batches of outputs so the operator rarely has to wait for the consumer.
     channel = _Channel(loop, limit=max(2 * capacity, 64))
-    feeder: asyncio.Task[None] | None = None
+    # Owns the feeder: closing the iterator early cancels it and waits for it.
+    owner = TaskOwner(name)
     try:
         await operator.open(channel.emit, values=True)
-        feeder = loop.create_task(_feed(operator, source, channel))
+        feeder = owner.spawn(_feed(operator, source, channel), "feed")
         buffer = channel.buffer
         while True:
             while buffer:
@@ -113,12 +114,7 @@ async def _run(
             channel.reader = loop.create_future()
             await channel.reader
     finally:
-        if feeder is not None and not feeder.done():
-            feeder.cancel()
-            # Our own cancellation of the feeder; a cancellation of this generator's task
-            # is re-delivered by asyncio at its next await.
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
+        await owner.aclose()
         await operator.close()
 
 

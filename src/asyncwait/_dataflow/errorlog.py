@@ -8,11 +8,11 @@ step also names that step in ``operator``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Final, final
 
+from .._codec import dumps
 from ..errors import BadInputError
 
 __all__ = ("ErrorLog",)
@@ -83,7 +83,7 @@ class ErrorLog:
         if len(self.samples) < _SAMPLES:
             self.samples.append(entry)
         if self._file is not None:
-            self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._file.write(dumps(entry).decode() + "\n")
         limit = self.max_errors
         if limit is not None and self.count > limit:
             where = f"see {self.path}" if self.path is not None else "no errors file was set"

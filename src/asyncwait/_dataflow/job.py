@@ -19,6 +19,7 @@ from typing import Any, final
 from .._checkpoint.coordinator import Coordinator
 from .._checkpoint.store import Checkpoint, CheckpointConfig, CheckpointStore
 from .._rejects import Reject, describe
+from .._tasks import TaskOwner
 from ..elements import Record
 from ..errors import BadInputError, ConfigError
 from ..operator import AsyncWaitOperator
@@ -76,7 +77,10 @@ class Job:
         self._ended: float | None = None
         self.stages: list[Stage] = []
         self._operators: list[AsyncWaitOperator[Any, Any]] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        # Owns every task of the run (the stages, a stop under way): _shutdown cancels and
+        # awaits them all, so none outlives the run.
+        self._owner = TaskOwner(f"job {name}")
+        self._tasks: list[asyncio.Task[None]] = []  # the stages
         self._failure: BaseException | None = None
         self._failed_stage: Stage | None = None
         self._opened_sources: list[Source] = []
@@ -264,8 +268,7 @@ class Job:
                 return
             self._cancel_stages()
 
-        assert self._loop is not None  # running
-        self._stop_task = self._loop.create_task(stop(), name=f"asyncwait {self.name}: stop")
+        self._stop_task = self._owner.spawn(stop(), "stop")
 
     def _cancel_stages(self) -> None:
         current = asyncio.current_task()
@@ -303,10 +306,7 @@ class Job:
                     stage.sink.initialize_state(None if saved is None else saved["sink"])
                 await stage.sink.open(stage.reject)
                 self._opened_sinks.append(stage.sink)
-        self._tasks = [
-            loop.create_task(self._guard(stage), name=f"asyncwait {self.name}: {stage.name}")
-            for stage in self.stages
-        ]
+        self._tasks = [self._owner.spawn(self._guard(stage), stage.name) for stage in self.stages]
         if self._failure is not None:
             self.fail(self._failure)  # a stage failed while tasks were still being created
         if self.coordinator is not None:
@@ -362,13 +362,7 @@ class Job:
 
     async def _shutdown(self) -> list[Exception]:
         """Cancel the stages, then close operators, sources, sinks and the errors file."""
-        tasks = [task for task in self._tasks if not task.done()]
-        if self._stop_task is not None and not self._stop_task.done():
-            tasks.append(self._stop_task)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._owner.aclose()
         if self.coordinator is not None:
             await self.coordinator.stop()
         problems: list[Exception] = []

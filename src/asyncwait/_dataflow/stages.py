@@ -11,6 +11,7 @@ and to the coordinator through the coordinator's declared ``StageView``.
 
 from __future__ import annotations
 
+from operator import countOf
 from typing import Any, Protocol, final
 
 from .._checkpoint.coordinator import Coordinator
@@ -111,11 +112,7 @@ class SourceStage(Stage):
         while (batch := await read(size)) is not None:
             if not sourced:
                 batch = as_sourced(source, batch)
-            records = len(batch)
-            for element in batch:
-                if type(element) is Watermark:
-                    records -= 1
-            job.events_in += records
+            job.events_in += len(batch) - countOf(map(type, batch), Watermark)
             if (room := out.push_batch(batch)) is not None:
                 self.waiting = True  # the coordinator may send a barrier meanwhile
                 await room
@@ -219,10 +216,7 @@ class SinkStage(Stage):
                     batch = step.process(batch)
                 if not batch:
                     continue
-                records = len(batch)
-                for element in batch:
-                    if type(element) is Watermark:
-                        records -= 1
+                records = len(batch) - countOf(map(type, batch), Watermark)
                 rejected = self.rejected
                 pending = write(batch)
                 if pending is not None:

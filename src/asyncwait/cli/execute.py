@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import jobfile
+from .._tasks import TaskOwner
 from ..errors import AsyncWaitError, ConfigError
 
 if TYPE_CHECKING:
@@ -194,7 +195,8 @@ async def _drive(env: StreamEnvironment, display: Display) -> Any:
     from .views import ProgressView
 
     view: Callable[[Any], ProgressView] = ProgressView.of
-    job = asyncio.ensure_future(env.execute_async())
+    owner = TaskOwner(f"run {env.name}")
+    job = owner.spawn(env.execute_async(), "job")
     handled = _stop_on_signals(env)
     try:
         while True:
@@ -206,9 +208,7 @@ async def _drive(env: StreamEnvironment, display: Display) -> Any:
         loop = asyncio.get_running_loop()
         for signum in handled:
             loop.remove_signal_handler(signum)
-        if not job.done():
-            job.cancel()
-            await asyncio.wait({job})
+        await owner.aclose()
 
 
 def _stop_on_signals(env: StreamEnvironment) -> list[int]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlunsplit
 
+from .._codec import dumps, loads
 from .._reprs import short_repr
 from ..errors import BadInputError, HttpStatusError
 from ._base import TableState, closed_error
@@ -96,6 +96,7 @@ class HttpClient:
             ),
             headers=headers,
             raise_for_status=False,
+            json_serialize=_json_text,
         )
         self._driver = aiohttp
         self._state = TableState.OPEN
@@ -136,7 +137,7 @@ class HttpClient:
             status, reason, raw, retry_after = await self._send(method, url, shown, body, keys)
             if status == 200:
                 try:
-                    return json.loads(raw)
+                    return loads(raw)
                 except ValueError as exc:
                     msg = (
                         f"lookup {self._name}: {method} {shown} answered malformed JSON for "
@@ -262,3 +263,8 @@ def shown_url(parts: SplitResult) -> str:
         safe="{}*",
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
+
+
+def _json_text(value: Any) -> str:
+    """A request body as JSON text (the project's codec, not aiohttp's ``json.dumps``)."""
+    return dumps(value).decode()

@@ -9,9 +9,9 @@ is the script that reads a batch of hashes in one command.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final, cast, final
 
+from .._codec import loads
 from .._reprs import short_repr
 from ..errors import BadInputError
 from ._base import Row
@@ -57,7 +57,7 @@ class Replies:
     def json_row(self, redis_key: str, text: str | bytes) -> Row:
         """The row stored as JSON ``text`` at ``redis_key``."""
         try:
-            row = json.loads(text)
+            row = loads(text)
         except ValueError as exc:
             msg = (
                 f"lookup {self._name}: the value of Redis key {redis_key!r} is not JSON "
@@ -75,7 +75,7 @@ class Replies:
     def script_rows(self, redis_keys: list[str], encoded: str) -> list[Row | None]:
         """The hashes at ``redis_keys`` from the answer of :data:`HGETALL_MANY`."""
         rows: list[Row | None] = []
-        for rk, reply in zip(redis_keys, json.loads(encoded), strict=True):
+        for rk, reply in zip(redis_keys, loads(encoded), strict=True):
             if isinstance(reply, list):  # HGETALL's flat field, value, field, value, ...
                 rows.append(dict(zip(reply[::2], reply[1::2], strict=True)))
             elif reply:  # {"err": ...}: the key holds something else than a hash

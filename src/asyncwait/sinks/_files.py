@@ -50,16 +50,16 @@ class _FileSink(TextSink):
         except FileNotFoundError:
             return []
 
-    def _open_stream(self) -> IO[str]:
+    def _open_stream(self) -> IO[bytes]:
         if not self._transactional:
-            return open(self.path, "w", encoding="utf-8", newline="", buffering=BUFFER)
+            return open(self.path, "wb", buffering=BUFFER)
         self._recover()
         return self._next_part()
 
-    def _next_part(self) -> IO[str]:
+    def _next_part(self) -> IO[bytes]:
         self._part_seq += 1
         self._part = self._part_path(self._part_seq)
-        return open(self._part, "w", encoding="utf-8", newline="", buffering=BUFFER)
+        return open(self._part, "wb", buffering=BUFFER)
 
     def _recover(self) -> None:
         """Put the output back to what the restored checkpoint committed (blocking)."""

@@ -1,14 +1,13 @@
-"""Formats: a batch of records rendered as JSONL or CSV text (private)."""
+"""Formats: a batch of records rendered as JSONL or CSV, UTF-8 bytes (private)."""
 
 from __future__ import annotations
 
 import csv as _csv
-import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from collections.abc import Callable
 from typing import Any, final
 
+from .._codec import dumps_lines
 from ..elements import Record, StreamElement, Watermark
 from ..errors import ConfigError
 
@@ -22,8 +21,8 @@ class Format(ABC):
     """Turns a batch of records into text for a stream; a fresh one per job run."""
 
     @abstractmethod
-    def render(self, bad: Bad, elements: list[StreamElement]) -> tuple[str, int]:
-        """The text for the records of ``elements`` and how many records it holds.
+    def render(self, bad: Bad, elements: list[StreamElement]) -> tuple[bytes, int]:
+        """The UTF-8 text for the records of ``elements`` and how many records it holds.
 
         A record it cannot write goes to ``bad(record, reason)`` and is left out.
         """
@@ -36,51 +35,14 @@ class Format(ABC):
         """Go on from :meth:`state` of an earlier run."""
 
 
-def _not_json(value: object) -> Any:
-    msg = f"Object of type {type(value).__name__} is not JSON serializable"
-    raise TypeError(msg)
-
-
-def _json_encoder() -> Callable[[Any, int], Iterable[str]]:
-    """A compact JSON encoder: ``encode(value, 0)`` returns the text in parts (join them).
-
-    The C encoder, built once, instead of ``json.dumps``, which rebuilds it for every value.
-    ``allow_nan=False``: NaN and Infinity are not JSON, other readers would choke on them.
-    Circular values end in RecursionError instead of being tracked.
-    """
-    if c_make_encoder is not None:
-        encode: Callable[[Any, int], Iterable[str]] = c_make_encoder(
-            None, _not_json, encode_basestring, None, ":", ",", False, False, False
-        )
-        return encode
-    encoder = json.JSONEncoder(  # pragma: no cover - CPython always has the C encoder
-        ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_not_json
-    )
-    return lambda value, _level: (encoder.encode(value),)  # pragma: no cover - as above
-
-
 @final
 class JsonlFormat(Format):
-    def __init__(self) -> None:
-        self._encode = _json_encoder()
-
-    def render(self, bad: Bad, elements: list[StreamElement]) -> tuple[str, int]:
-        encode = self._encode
-        join = "".join
-        parts: list[str] = []
-        append = parts.append
-        records: list[Any] = elements
-        for element in records:
-            if type(element) is Watermark:
-                continue
-            try:
-                append(join(encode(element.value, 0)))
-            except (TypeError, ValueError, RecursionError) as exc:
-                bad(element, f"cannot write it as JSON: {exc}")
-                continue
-        count = len(parts)
-        parts.append("")  # a final newline
-        return "\n".join(parts), count
+    def render(self, bad: Bad, elements: list[StreamElement]) -> tuple[bytes, int]:
+        records: list[Any] = [e for e in elements if type(e) is not Watermark]
+        out, failed = dumps_lines([record.value for record in records])
+        for index, exc in failed:
+            bad(records[index], f"cannot write it as JSON: {exc}")
+        return out, len(records) - len(failed)
 
 
 @final
@@ -99,7 +61,7 @@ class CsvFormat(Format):
             self._header = tuple(header)
             self._keys = frozenset(keys)
 
-    def render(self, bad: Bad, elements: list[StreamElement]) -> tuple[str, int]:
+    def render(self, bad: Bad, elements: list[StreamElement]) -> tuple[bytes, int]:
         rows: list[list[Any]] = []
         count = 0
         for element in elements:
@@ -121,10 +83,10 @@ class CsvFormat(Format):
             rows.append([value[key] for key in header])
             count += 1
         if not rows:
-            return "", 0
+            return b"", 0
         out = _StringSink()
         _csv.writer(out, delimiter=self._delimiter, lineterminator="\n").writerows(rows)
-        return "".join(out.parts), count
+        return "".join(out.parts).encode(), count
 
 
 @final

@@ -1,4 +1,4 @@
-"""Text sinks: rendered batches written to a stream; standard output (private)."""
+"""Text sinks: rendered batches (UTF-8) written to a byte stream; standard output (private)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 import sys
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import IO, Any, Final, final
+from typing import IO, Any, Final, cast, final
 
 from .._rejects import Reject, describe
 from ..elements import Record, StreamElement
@@ -20,13 +20,13 @@ BUFFER: Final = 1 << 20  # bytes of write buffer for file sinks
 
 
 class TextSink(Sink):
-    """Writes rendered batches to a text stream: a file it owns, or stdout."""
+    """Writes rendered batches to a byte stream: a file it owns, or stdout."""
 
     def __init__(self, name: str, format: Callable[[], Format]) -> None:
         super().__init__(name)
         self._new_format = format
         self._format = format()
-        self._stream: IO[str] | None = None
+        self._stream: IO[bytes] | None = None
         self._flush = False  # flush after every batch (an interactive stream)
         self.written = 0  # records written since open
 
@@ -37,7 +37,7 @@ class TextSink(Sink):
         self._stream = self._open_stream()
 
     @abstractmethod
-    def _open_stream(self) -> IO[str]: ...
+    def _open_stream(self) -> IO[bytes]: ...
 
     def bad(self, record: Record[Any], reason: str) -> None:
         """Route ``record`` to the errors file (called by the format)."""
@@ -48,9 +48,9 @@ class TextSink(Sink):
         if stream is None:
             msg = f"{self.name}: write() before open() or after close()"
             raise ClosedError(msg)
-        text, count = self._format.render(self.bad, elements)
+        data, count = self._format.render(self.bad, elements)
         if count:
-            stream.write(text)
+            stream.write(data)
             self.written += count
             if self._flush:
                 stream.flush()
@@ -58,13 +58,18 @@ class TextSink(Sink):
 
 @final
 class _StdoutSink(TextSink):
-    def _open_stream(self) -> IO[str]:
+    def _open_stream(self) -> IO[bytes]:
         stream = sys.stdout
         if stream is None:
             msg = "stdout sink: this process has no standard output"
             raise ConfigError(msg)
         self._flush = True  # a reader at the other end of a pipe sees each batch
-        return stream
+        buffer: IO[bytes] | None = getattr(stream, "buffer", None)
+        if buffer is None:
+            # A text-only stdout (e.g. replaced by a test): only write and flush are used.
+            return cast("IO[bytes]", _Encoding(stream))
+        stream.flush()  # what was printed as text before goes first
+        return buffer
 
     async def close(self) -> None:
         stream, self._stream = self._stream, None
@@ -88,3 +93,19 @@ def stdout(format: str = "jsonl", *, delimiter: str = ",") -> Sink:
         return _StdoutSink("<stdout>", functools.partial(CsvFormat, delimiter))
     msg = f"stdout sink: format must be 'jsonl' or 'csv', got {format!r}"
     raise ConfigError(msg)
+
+
+@final
+class _Encoding:
+    """A byte-stream face on a text stream that has no ``buffer``."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+
+    def write(self, data: bytes) -> int:
+        return self._text.write(data.decode())
+
+    def flush(self) -> None:
+        self._text.flush()

@@ -25,6 +25,12 @@ class SourcedRecord(Record[T]):
 
     line: int | None = None
 
+    def __init__(self, value: T, timestamp: int | None = None, line: int | None = None) -> None:
+        # As Record.__init__: the slots set directly (a SourcedRecord is built per line read).
+        _set_value(self, value)
+        _set_timestamp(self, timestamp)
+        _set_line(self, line)
+
     def __repr__(self) -> str:
         return f"Record(value={self.value!r}, timestamp={self.timestamp!r})"
 
@@ -35,6 +41,11 @@ class SourcedRecord(Record[T]):
 
     def __hash__(self) -> int:
         return hash((self.value, self.timestamp))
+
+
+_set_value = Record.__dict__["value"].__set__
+_set_timestamp = Record.__dict__["timestamp"].__set__
+_set_line = SourcedRecord.__dict__["line"].__set__
 
 
 def plain(record: Record[Any]) -> Record[Any]:

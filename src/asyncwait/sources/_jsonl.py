@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Final, final
 
+from .._codec import FAST, loads_trusted
 from ..elements import StreamElement
 from ._base import Source, SourcedRecord
 from ._inputs import FileInput, Input
@@ -23,6 +24,7 @@ def _json_reason(exc: ValueError) -> str:
     return f"invalid JSON: {exc}"  # pragma: no cover - json.loads raises only the two above
 
 
+_UNPARSED: Final = object()
 _JSON_TYPES: Final = {list: "an array", str: "a string", int: "a number", float: "a number"}
 
 
@@ -40,10 +42,13 @@ def _loads_slowly(text: str, line: int) -> Any:
 class _JsonlSource(LineSource):
     """One JSON object per line; blank lines are skipped."""
 
+    _guard_digits = FAST
+
     async def read(self, max_elements: int) -> list[StreamElement] | None:
         out: list[StreamElement] = []
         append = out.append
         scan = _SCAN
+        fast = loads_trusted
         make = SourcedRecord
         budget = max_elements  # lines, good or bad: a run of bad lines still returns
         while budget > 0:
@@ -56,23 +61,33 @@ class _JsonlSource(LineSource):
             stop = min(len(lines), i + budget)
             budget -= stop - i
             line, offset, newline = self.line, self.offset, self._newline
+            trusted = self.trusted
             for raw in lines[i:stop]:
                 line += 1
                 offset += len(raw) + newline
-                try:
-                    text = raw.decode()
+                value = _UNPARSED
+                if trusted:
+                    # Not contextlib.suppress: a context manager per line costs more.
+                    try:  # noqa: SIM105
+                        value = fast(raw)
+                    except ValueError:
+                        pass  # not JSON for orjson: the standard library says why
+                if value is _UNPARSED:
+                    # The standard library decides (and explains what is wrong).
                     try:
-                        value, end = scan(text, 0)
-                    except StopIteration:
-                        value = _loads_slowly(text, line)
-                    else:
-                        if end != len(text):
+                        text = raw.decode()
+                        try:
+                            value, end = scan(text, 0)
+                        except StopIteration:
                             value = _loads_slowly(text, line)
-                except ValueError as exc:
-                    if raw.strip():
-                        self.line, self.offset = line, offset
-                        self._bad(raw, line, _json_reason(exc))
-                    continue
+                        else:
+                            if end != len(text):
+                                value = _loads_slowly(text, line)
+                    except ValueError as exc:
+                        if raw.strip():
+                            self.line, self.offset = line, offset
+                            self._bad(raw, line, _json_reason(exc))
+                        continue
                 if type(value) is not dict:
                     self.line, self.offset = line, offset
                     kind = _JSON_TYPES.get(type(value), "null" if value is None else "a bool")

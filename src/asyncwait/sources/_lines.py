@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from .._codec import long_digits
 from .._rejects import Reject
 from ..errors import BadInputError, ConfigError
 from ._base import Source, reject_nothing
@@ -14,11 +17,15 @@ class LineSource(Source):
     """Splits an input's bytes into lines, tracking each line's number and end offset."""
 
     _yields_sourced = True
+    # True: check each chunk for long digit runs, which orjson would misread (JSONL).
+    _guard_digits: ClassVar[bool] = False
 
     def __init__(self, name: str, input_: Input) -> None:
         super().__init__(name)
         self._input = input_
         self._encoding = "utf-8"
+        # The current lines may be parsed by orjson (see _codec): none holds a long digit run.
+        self.trusted = False
         self._reject: Reject = reject_nothing
         self._reset()
 
@@ -72,12 +79,17 @@ class LineSource(Source):
                 self._eof = True
                 if self._tail:
                     self._lines, self._next, self._newline = [self._tail], 0, 0
+                    if self._guard_digits:
+                        self.trusted = not long_digits(self._tail)
                     self._tail = b""
                     return True
                 return False
             lines = chunk.split(b"\n")
             if self._tail:
                 lines[0] = self._tail + lines[0]
+            if self._guard_digits:
+                # One check for the whole chunk (and the line it continues), not one per line.
+                self.trusted = not long_digits(chunk) and not (self._tail and long_digits(lines[0]))
             self._tail = lines.pop()
             if lines:
                 self._lines, self._next, self._newline = lines, 0, 1
