@@ -34,6 +34,17 @@ EXPECTED_PER_LOOP = {
     ("memory in flight", "C=1000", "naive"),
     ("memory streaming", "N", "asyncwait"),
     ("memory streaming", "10N", "asyncwait"),
+    *(
+        ("push zero latency", mode, impl)
+        for mode in ("ORDERED", "UNORDERED")
+        for impl in ("push API", "helper", "naive+timeout", "naive")
+    ),
+    ("push fixed latency", "ORDERED", "push API"),
+    ("push fixed latency", "UNORDERED", "push API"),
+    ("push fixed latency", "ORDERED", "helper"),
+    ("push fixed latency", "UNORDERED", "helper"),
+    ("push fixed latency", "KEY_ORDERED", "helper"),
+    ("push fixed latency", "none", "ceiling"),
 }
 
 
@@ -70,7 +81,19 @@ def test_operator_suite_quick_reports_every_row(tmp_path: Path) -> None:
         if row["target"]:
             assert isinstance(row["met"], bool), row
 
-    for title in ("1. zero latency", "2. fixed 10 ms", "3. exponential", "4. memory", "5. peak"):
+    by_key = {(row["loop"], row["section"], row["case"], row["impl"]): row for row in rows}
+    for loop in loops:
+        for mode in ("ORDERED", "UNORDERED"):
+            pushed = by_key[loop, "push zero latency", mode, "push API"]
+            assert pushed["target"]  # the push API's target is printed next to it
+            for name in ("vs_naive_timeout", "vs_naive", "vs_helper"):
+                assert pushed["values"][name] > 0, (pushed, name)
+            fixed = by_key[loop, "push fixed latency", mode, "push API"]
+            assert 0 < fixed["values"]["of_ceiling"], fixed
+            assert fixed["target"]
+
+    titles = ("1. zero latency", "2. fixed 10 ms", "3. exponential", "4. memory", "5. peak")
+    for title in (*titles, "6. push API", "7. fixed 10 ms latency, capacity 100: push API"):
         assert title in done.stdout
     assert "done in" in done.stdout
 
