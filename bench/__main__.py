@@ -1,7 +1,7 @@
-"""``python -m bench {suite|all} [--quick] [--json FILE]``: run benchmark suites.
+"""``python -m bench {suite|all} [--quick] [--json FILE] [--baseline REV]``: run benchmark suites.
 
 To add a suite, write a module with ``run(options: Options) -> SuiteResult`` and register it
-in :data:`SUITES`; ``all`` runs every registered suite in order.
+in :data:`SUITES`; ``all`` runs every registered suite in order, except ``compare``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import checkpoints, core, kv, lookups, mysql, runtime, sql
+from . import checkpoints, compare, core, kv, lookups, mysql, runtime, sql
 from ._util import CpuSample, Options, SuiteResult, machine_info
 
 Suite = Callable[[Options], SuiteResult]
@@ -28,7 +28,11 @@ SUITES: dict[str, Suite] = {
     "kv": kv.run,  # Redis (batched vs per-key vs sync redis-py) and HTTP lookups
     "mysql": mysql.run,  # MariaDB lookups: batched vs per-key vs sync PyMySQL, ~1 minute
     "checkpoints": checkpoints.run,  # checkpoint overhead on the demo job, recovery time
+    "compare": compare.run,  # old tree (git worktree of --baseline) vs this one, ~6 minutes
 }
+# Not in `all`: compare measures two trees against each other rather than this one, needs a
+# git checkout, and takes as long as the other suites together.
+NOT_IN_ALL = frozenset({"compare"})
 
 
 def _load() -> str:
@@ -48,13 +52,27 @@ def _parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="tiny workloads: a smoke run, not a measurement"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save results as JSON")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help=f"compare: the old tree's git revision (default {compare.BASELINE_REV[:7]})",
+    )
+    parser.add_argument(
+        "--no-callgrind",
+        dest="callgrind",
+        action="store_false",
+        help="compare: time the per-element workloads instead of counting instructions "
+        "(fast; for the smoke test)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    options = Options(quick=args.quick)
-    names = list(SUITES) if args.suite == "all" else [args.suite]
+    options = Options(quick=args.quick, baseline=args.baseline, callgrind=args.callgrind)
+    names = (
+        [name for name in SUITES if name not in NOT_IN_ALL] if args.suite == "all" else [args.suite]
+    )
     info = machine_info()
     print(
         f"machine: {info['cores']} cores, {info['cpu']}; "
