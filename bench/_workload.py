@@ -10,7 +10,8 @@ runs each ``NAME:N`` in turn on a fresh event loop and prints one JSON line per 
 workload code runs against the old and the new source tree: it imports only public names
 (``asyncwait.AsyncWaitOperator``, ``Record``, ``OutputMode``, the ``*_wait`` helpers,
 ``StreamEnvironment``, ``lookups``, ``cache``, ``sinks``), never a private module, and not
-``asyncwait.demo``.
+``asyncwait.demo``. The ``naive-*`` workloads are the baselines of ``bench operator``, which
+do not use asyncwait; ``bench compare`` does not run them.
 
 ``--marks`` calls ``os.getppid()`` right before and right after each run. Under
 ``valgrind --tool=callgrind --dump-before=getppid`` every call dumps the instruction counts
@@ -48,6 +49,8 @@ from asyncwait import (
     sinks,
     unordered_wait,
 )
+
+from ._baselines import naive_ordered, naive_unordered
 
 __all__ = ("CAPACITY", "TIMEOUT", "WORKLOADS", "echo", "main", "push")
 
@@ -139,6 +142,17 @@ def _key_ordered_wait(n: int, _ctx: Context) -> Run:
     return lambda: drain(key_ordered_wait(range(n), echo, key=_key, capacity=CAPACITY))
 
 
+def _naive(ordered: bool, timeout: float | None) -> Workload:
+    """The operator suite's naive baseline; it does not use asyncwait at all, so it is the
+    same in every tree: run it by hand for an instruction count of the baseline itself."""
+    naive = naive_ordered if ordered else naive_unordered
+
+    def build(n: int, _ctx: Context) -> Run:
+        return lambda: drain(naive(range(n), echo, CAPACITY, timeout))
+
+    return build
+
+
 def _lookup_join(n: int, ctx: Context) -> Run:
     """events -> lookup_join(sqlite dim_user, LRU cache) -> collect, in StreamEnvironment."""
     if ctx.db is None:
@@ -173,6 +187,12 @@ WORKLOADS: dict[str, Workload] = {
     "unordered_wait": _unordered_wait,
     "key_ordered_wait": _key_ordered_wait,
     "lookup-join": _lookup_join,
+    # Baselines, zero latency: semaphore + one task per element, with and without a
+    # per-element asyncio.timeout (bench/_baselines.py).
+    "naive-ordered": _naive(True, None),
+    "naive-ordered+timeout": _naive(True, TIMEOUT),
+    "naive-unordered": _naive(False, None),
+    "naive-unordered+timeout": _naive(False, TIMEOUT),
 }
 
 
