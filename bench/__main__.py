@@ -28,7 +28,7 @@ SUITES: dict[str, Suite] = {
     "kv": kv.run,  # Redis (batched vs per-key vs sync redis-py) and HTTP lookups
     "mysql": mysql.run,  # MariaDB lookups: batched vs per-key vs sync PyMySQL, ~1 minute
     "checkpoints": checkpoints.run,  # checkpoint overhead on the demo job, recovery time
-    "compare": compare.run,  # old tree (git worktree of --baseline) vs this one, ~6 minutes
+    "compare": compare.run,  # old tree (git worktree of --baseline) vs this one, ~10 minutes
 }
 # Not in `all`: compare measures two trees against each other rather than this one, needs a
 # git checkout, and takes as long as the other suites together.

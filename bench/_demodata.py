@@ -128,7 +128,7 @@ def write_job(
     to the job file; the inputs are the given paths, or the demo's names next to it (so jobs
     in several directories can share one data set and run at the same time). ``timeout``
     is the lookup's per-event timeout in seconds (the demo's 5 s is too short under
-    callgrind, which runs Python ~50 times slower).
+    callgrind, which runs Python ~35 times slower).
     """
     size = max(10_000, users)
     # JSON string syntax is valid TOML basic-string syntax: it quotes any path safely.

@@ -26,7 +26,7 @@ measures the package before and after its internals move.
    callgrind dumping its counters around each run (``--dump-before=getppid``), after a
    warm-up run of the same workload. Target: new/old <= :data:`MAX_RATIO` on every row.
    The demo job here has a lookup timeout of :data:`CALLGRIND_JOB_TIMEOUT` s instead of 5 s:
-   callgrind runs Python ~50 times slower, and a busy machine slower still.
+   callgrind runs Python ~35 times slower, and a busy machine slower still.
 
 ``--no-callgrind`` (or no ``valgrind`` on ``PATH``) replaces section 2's instruction
 counts with wall-clock µs per element of the larger run: quick, noisy, only a check that
@@ -88,8 +88,9 @@ class Sizes:
     join_users: int
 
 
-# Section 2 under callgrind takes ~4 minutes of CPU per tree (two cores: ~4 minutes in all);
-# larger sizes add time without steadying figures that already repeat to ~0.1 %.
+# Section 2 counts ~10 billion instructions per tree: ~8 minutes under callgrind on two busy
+# cores, most of the suite's ~10. Larger sizes would add time without steadying figures that
+# already repeat to ~0.1 % (0.7 % for the lookup join, which waits on aiosqlite's thread).
 FULL = Sizes(
     events=300_000,
     users=30_000,  # the demo's proportions: 10 events per user
