@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"compare: the old tree's git revision (default {compare.BASELINE_REV[:7]})",
     )
     parser.add_argument(
+        "--new",
+        metavar="REV",
+        help="compare: measure REV's tree as the new one (default: this checkout)",
+    )
+    parser.add_argument(
         "--no-callgrind",
         dest="callgrind",
         action="store_false",
@@ -80,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    options = Options(quick=args.quick, baseline=args.baseline, callgrind=args.callgrind)
+    options = Options(
+        quick=args.quick, baseline=args.baseline, new=args.new, callgrind=args.callgrind
+    )
     names = (
         [name for name in SUITES if name not in NOT_IN_ALL] if args.suite == "all" else [args.suite]
     )

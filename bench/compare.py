@@ -1,8 +1,9 @@
-"""Old tree vs new tree: ``python -m bench compare [--baseline REV] [--quick] [--no-callgrind]``.
+"""Old vs new tree: ``python -m bench compare [--baseline REV] [--new REV2] [--quick] ...``.
 
 Measures the same workloads against two source trees in one run and prints new/old ratios:
 the *old* tree is a temporary ``git worktree`` of ``REV`` (default :data:`BASELINE_REV`,
-removed afterwards), the *new* tree is this checkout, uncommitted changes included. Every
+removed afterwards), the *new* tree is this checkout, uncommitted changes included, or with
+``--new REV2`` another temporary worktree (the bench code is this checkout's either way). Every
 measurement runs in a fresh interpreter whose ``PYTHONPATH`` puts that tree's ``src`` first
 (the virtualenv provides every dependency), and the workloads use only public API (the CLI,
 ``AsyncWaitOperator``, the ``*_wait`` helpers, ``StreamEnvironment``), so the same code
@@ -157,14 +158,13 @@ def _git(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def _worktree(rev: str, parent: Path) -> Iterator[Tree]:
-    """A detached ``git worktree`` of ``rev`` under ``parent``, removed on the way out."""
+def _worktree(rev: str, path: Path, label: str) -> Iterator[Tree]:
+    """A detached ``git worktree`` of ``rev`` at ``path``, removed on the way out."""
     commit = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    path = parent / "baseline"
     _git("worktree", "add", "--detach", "--quiet", str(path), commit)
     try:
         subject = _git("log", "-1", "--format=%h %<(60,trunc)%s", commit).rstrip()
-        yield Tree("old", path, f"{subject} ({rev})")
+        yield Tree(label, path, f"{subject} ({rev})")
     finally:
         try:
             _git("worktree", "remove", "--force", str(path))
@@ -592,8 +592,12 @@ def run(options: Options) -> SuiteResult:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="asyncwait-compare-") as tmp:
         work = Path(tmp)
-        with _worktree(rev, work) as old:
-            new = _this_tree()
+        with contextlib.ExitStack() as worktrees:
+            old = worktrees.enter_context(_worktree(rev, work / "old", "old"))
+            if options.new is None:
+                new = _this_tree()
+            else:
+                new = worktrees.enter_context(_worktree(options.new, work / "new", "new"))
             trees = [old, new]
             for tree in trees:
                 print(f"{tree.label}: {tree.description}")
