@@ -4,7 +4,9 @@
 an ``asyncio.Semaphore(capacity)`` and one task per element. The semaphore is acquired
 before the task is created and released when the call finishes, so it bounds the calls in
 flight, but (unlike asyncwait's ``capacity``) not the finished results waiting behind a slow
-head in ordered mode.
+head in ordered mode. With ``timeout`` each call runs under ``asyncio.timeout(timeout)``: the
+fair baseline for an operator given a per-element timeout, which the naive loop would
+otherwise get for free.
 
 ``aiostream_map`` is aiostream's ``map`` with ``task_limit``.
 
@@ -25,9 +27,24 @@ __all__ = ("aiostream_map", "bare_workers", "naive_ordered", "naive_unordered")
 Fn = Callable[[Any], Awaitable[Any]]
 
 
-async def naive_ordered(xs: Iterable[Any], fn: Fn, capacity: int) -> AsyncIterator[Any]:
+def _bounded(fn: Fn, timeout: float | None) -> Fn:
+    """``fn`` itself, or ``fn`` under a per-call ``asyncio.timeout``."""
+    if timeout is None:
+        return fn
+
+    async def call(x: Any) -> Any:
+        async with asyncio.timeout(timeout):
+            return await fn(x)
+
+    return call
+
+
+async def naive_ordered(
+    xs: Iterable[Any], fn: Fn, capacity: int, timeout: float | None = None
+) -> AsyncIterator[Any]:
     """Yield ``fn(x)`` for every ``x`` in input order, at most ``capacity`` calls at once."""
     semaphore = asyncio.Semaphore(capacity)
+    fn = _bounded(fn, timeout)
 
     async def call(x: Any) -> Any:
         try:
@@ -47,9 +64,12 @@ async def naive_ordered(xs: Iterable[Any], fn: Fn, capacity: int) -> AsyncIterat
         yield await pending.popleft()
 
 
-async def naive_unordered(xs: Iterable[Any], fn: Fn, capacity: int) -> AsyncIterator[Any]:
+async def naive_unordered(
+    xs: Iterable[Any], fn: Fn, capacity: int, timeout: float | None = None
+) -> AsyncIterator[Any]:
     """Yield ``fn(x)`` for every ``x`` as calls finish, at most ``capacity`` calls at once."""
     semaphore = asyncio.Semaphore(capacity)
+    fn = _bounded(fn, timeout)
     done: asyncio.Queue[Any] = asyncio.Queue()
     tasks: set[asyncio.Task[None]] = set()  # keep references so tasks are not collected
 

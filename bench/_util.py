@@ -38,6 +38,9 @@ class Options:
     """Command-line options every suite receives."""
 
     quick: bool = False  # tiny workloads: checks that everything runs, numbers meaningless
+    baseline: str | None = None  # compare: the old tree's git revision (None: its default)
+    new: str | None = None  # compare: the new tree's git revision (None: this checkout)
+    callgrind: bool = True  # compare: False times section 2 instead of counting instructions
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,15 @@ timed on a fresh event loop and printed next to baselines measured in the same r
    against its ideal (the same latencies replayed through the mode's rules with no overhead:
    ORDERED is bounded by head-of-line blocking, not by asyncwait);
 4. memory per in-flight element (RSS and Python heap), vs the naive version;
-5. memory while streaming N vs 10 N elements: must not grow with N.
+5. memory while streaming N vs 10 N elements: must not grow with N;
+6. the push API at zero latency: ``AsyncWaitOperator`` driven as an embedding framework
+   drives it (``await op.process_element(Record(v))`` per element, a 5 s timeout; see
+   ``bench/_workload.py``'s ``push``), ORDERED and UNORDERED, vs the naive version with
+   the same per-element timeout (``asyncio.timeout``) and without one, next to the
+   iterator helpers given the same timeout;
+7. the push API and the iterator helpers at fixed 10 ms latency, capacity 100, as a
+   fraction of the ceiling of section 2 (measured again here, interleaved with them) and
+   of ``capacity / latency``.
 
 Targets are printed alongside the numbers, never asserted.
 """
@@ -32,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asyncwait import key_ordered_wait, ordered_wait, unordered_wait
+from asyncwait import OutputMode, key_ordered_wait, ordered_wait, unordered_wait
 
 from ._baselines import aiostream_map, bare_workers, naive_ordered, naive_unordered
 from ._util import (
@@ -49,6 +57,7 @@ from ._util import (
     time_in_fresh_loop,
     verdict,
 )
+from ._workload import TIMEOUT, push
 
 __all__ = ("run",)
 
@@ -57,6 +66,8 @@ FIXED = "fixed latency"
 EXPONENTIAL = "exponential latency"
 MEM_INFLIGHT = "memory in flight"
 MEM_STREAM = "memory streaming"
+PUSH_ZERO = "push zero latency"
+PUSH_FIXED = "push fixed latency"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,10 @@ class Sizes:
     exp_reps: int
     mem_capacity: int
     stream_n: int
+    push_n: int
+    push_reps: int
+    push_fixed_n: int
+    push_fixed_reps: int
 
 
 FULL = Sizes(
@@ -88,6 +103,11 @@ FULL = Sizes(
     exp_reps=1,
     mem_capacity=1000,
     stream_n=50_000,
+    push_n=200_000,
+    push_reps=3,
+    # As section 2's C=100 rows: ~2.1 s per run at 10,000 elements/s.
+    push_fixed_n=20_000,
+    push_fixed_reps=3,
 )
 QUICK = Sizes(
     zero_n=2_000,
@@ -100,6 +120,10 @@ QUICK = Sizes(
     exp_reps=1,
     mem_capacity=1000,
     stream_n=2_000,
+    push_n=2_000,
+    push_reps=1,
+    push_fixed_n=300,
+    push_fixed_reps=1,
 )
 
 CAPACITY = 100
@@ -116,6 +140,8 @@ FIXED_MIN_FRACTION = {  # (loop, capacity) -> fraction of capacity / latency
     ("uvloop", 1000): 0.88,
 }
 MAX_BYTES_PER_IN_FLIGHT = 3000
+PUSH_MIN_SPEEDUP = 1.3  # push API vs the naive version with the same timeout
+MIN_OF_CEILING = 0.95  # push API and helpers at 10 ms, C=100: fraction of the ceiling
 FLAT_FACTOR, FLAT_SLACK_KIB = 1.25, 512  # growth(10 N) <= 1.25 * growth(N) + 512 KiB
 
 Workload = Callable[[], Coroutine[Any, Any, int]]
@@ -479,6 +505,145 @@ MEM_STREAM_COLUMNS = (
 )
 
 
+# ---------------------------------------------------------------------- 6. push API
+
+MODES = {"ORDERED": OutputMode.ORDERED, "UNORDERED": OutputMode.UNORDERED}
+PUSH = "push API"
+HELPER = "helper"
+NAIVE_TIMEOUT = "naive+timeout"
+
+
+def _helper(mode: str, n: int, fn: Any, *, timeout: float | None) -> AsyncIterator[Any]:
+    wait = ordered_wait if mode == "ORDERED" else unordered_wait
+    return wait(range(n), fn, capacity=CAPACITY, timeout=timeout)
+
+
+def _naive(mode: str, n: int, *, timeout: float | None) -> AsyncIterator[Any]:
+    naive = naive_ordered if mode == "ORDERED" else naive_unordered
+    return naive(range(n), _echo, CAPACITY, timeout)
+
+
+def push_zero_latency(loop: Loop, sizes: Sizes) -> list[Row]:
+    n, reps = sizes.push_n, sizes.push_reps
+    specs: list[_Spec] = []
+    for mode, output_mode in MODES.items():
+        impls: dict[str, Workload] = {
+            PUSH: functools.partial(push, range(n), _echo, output_mode),
+            HELPER: _consume(functools.partial(_helper, mode, n, _echo, timeout=TIMEOUT)),
+            NAIVE_TIMEOUT: _consume(functools.partial(_naive, mode, n, timeout=TIMEOUT)),
+            "naive": _consume(functools.partial(_naive, mode, n, timeout=None)),
+        }
+        specs.extend(_Spec(mode, impl, n, reps, work) for impl, work in impls.items())
+    best = _measure(loop, specs)
+    rows: list[Row] = []
+    for spec in specs:
+        timing = best[spec.case, spec.impl]
+        us = timing.wall / n * 1e6
+        row = Row(PUSH_ZERO, loop.name, spec.case, spec.impl, n)
+        row.values = {
+            "runs": reps,
+            "seconds": timing.wall,
+            "cpu_us_per_el": timing.cpu / n * 1e6,
+            "us_per_el": us,
+            "per_s": 1e6 / us,
+        }
+        if spec.impl in (PUSH, HELPER):
+            # Speed-ups: the naive version's time over this one's (> 1: this one is faster).
+            row.values["vs_naive_timeout"] = best[spec.case, NAIVE_TIMEOUT].wall / timing.wall
+            row.values["vs_naive"] = best[spec.case, "naive"].wall / timing.wall
+        if spec.impl == PUSH:
+            row.values["vs_helper"] = best[spec.case, HELPER].wall / timing.wall
+            row.target = f">= {PUSH_MIN_SPEEDUP:g}x naive+timeout"
+            row.met = row.values["vs_naive_timeout"] >= PUSH_MIN_SPEEDUP
+        rows.append(row)
+    return rows
+
+
+PUSH_ZERO_COLUMNS = (
+    Column("loop", lambda r: r.loop, right=False),
+    Column("mode", lambda r: r.case, right=False),
+    Column("impl", lambda r: r.impl, right=False),
+    Column("N", lambda r: f"{r.n:,}"),
+    Column("runs", lambda r: f"{r.values['runs']:.0f}"),
+    Column("µs/el", lambda r: fmt(r.values["us_per_el"], ".2f")),
+    Column("el/s", lambda r: fmt(r.values["per_s"], ",.0f")),
+    Column("vs naive+timeout", lambda r: fmt(r.values.get("vs_naive_timeout"), ".2f", "x")),
+    Column("vs naive", lambda r: fmt(r.values.get("vs_naive"), ".2f", "x")),
+    Column("vs helper", lambda r: fmt(r.values.get("vs_helper"), ".2f", "x")),
+    Column("target", lambda r: r.target, right=False),
+    Column("", verdict, right=False),
+)
+
+
+# ---------------------------------------------------------------------- 7. push API, 10 ms
+
+
+def _key(i: int) -> int:
+    return i % KEYS
+
+
+def push_fixed_latency(loop: Loop, sizes: Sizes) -> list[Row]:
+    n, reps, c = sizes.push_fixed_n, sizes.push_fixed_reps, CAPACITY
+    impls: dict[tuple[str, str], Workload] = {
+        ("ORDERED", PUSH): functools.partial(push, range(n), _sleep_fixed, OutputMode.ORDERED),
+        ("UNORDERED", PUSH): functools.partial(push, range(n), _sleep_fixed, OutputMode.UNORDERED),
+        ("ORDERED", HELPER): _consume(lambda: ordered_wait(range(n), _sleep_fixed, capacity=c)),
+        ("UNORDERED", HELPER): _consume(lambda: unordered_wait(range(n), _sleep_fixed, capacity=c)),
+        ("KEY_ORDERED", HELPER): _consume(
+            lambda: key_ordered_wait(range(n), _sleep_fixed, key=_key, capacity=c)
+        ),
+        ("none", "ceiling"): functools.partial(bare_workers, range(n), _sleep_fixed, c),
+    }
+    specs = [_Spec(mode, impl, n, reps, work) for (mode, impl), work in impls.items()]
+    best = _measure(loop, specs)
+    limit = c / LATENCY
+    ceiling = n / best["none", "ceiling"].wall
+    rows: list[Row] = []
+    for spec in specs:
+        timing = best[spec.case, spec.impl]
+        per_s = n / timing.wall
+        row = Row(PUSH_FIXED, loop.name, spec.case, spec.impl, n)
+        row.values = {
+            "capacity": c,
+            "runs": reps,
+            "seconds": timing.wall,
+            "cpu_us_per_el": timing.cpu / n * 1e6,
+            "per_s": per_s,
+            "limit_per_s": limit,
+            "fraction": per_s / limit,
+            "of_ceiling": per_s / ceiling,
+        }
+        if spec.impl == "ceiling":
+            row.note = (
+                "ceiling: C bare tasks calling the function from one shared iterator, "
+                "no ordering, no outputs; the loop's own limit on this machine"
+            )
+        else:
+            row.target = f">= {MIN_OF_CEILING:.2f} of ceiling"
+            row.met = row.values["of_ceiling"] >= MIN_OF_CEILING
+        if spec.impl == PUSH:
+            row.note = f"push API: timeout {TIMEOUT:g} s per element; helpers: no timeout"
+        rows.append(row)
+    return rows
+
+
+PUSH_FIXED_COLUMNS = (
+    Column("loop", lambda r: r.loop, right=False),
+    Column("mode", lambda r: r.case, right=False),
+    Column("impl", lambda r: r.impl, right=False),
+    Column("N", lambda r: f"{r.n:,}"),
+    Column("runs", lambda r: f"{r.values['runs']:.0f}"),
+    Column("s", lambda r: fmt(r.values["seconds"], ".3f")),
+    Column("el/s", lambda r: fmt(r.values["per_s"], ",.0f")),
+    Column("limit el/s", lambda r: fmt(r.values["limit_per_s"], ",.0f")),
+    Column("fraction", lambda r: fmt(r.values["fraction"], ".3f")),
+    Column("of ceiling", lambda r: fmt(r.values["of_ceiling"], ".3f")),
+    Column("CPU µs/el", lambda r: fmt(r.values["cpu_us_per_el"], ".2f")),
+    Column("target", lambda r: r.target, right=False),
+    Column("", verdict, right=False),
+)
+
+
 # ---------------------------------------------------------------------- the suite
 
 
@@ -515,6 +680,19 @@ SECTIONS = (
         "5. peak RSS growth while streaming N vs 10 N elements (must not grow with N)",
         memory_streaming,
         MEM_STREAM_COLUMNS,
+    ),
+    _Section(
+        f"6. push API (await op.process_element(Record(v)), timeout {TIMEOUT:g} s), zero "
+        f"latency, capacity 100: µs per element; vs X = X's time / this row's (target: "
+        f">= {PUSH_MIN_SPEEDUP:g}x the naive version with the same timeout)",
+        push_zero_latency,
+        PUSH_ZERO_COLUMNS,
+    ),
+    _Section(
+        "7. fixed 10 ms latency, capacity 100: push API and helpers as a fraction of the "
+        f"ceiling (target >= {MIN_OF_CEILING:g}) and of capacity / latency",
+        push_fixed_latency,
+        PUSH_FIXED_COLUMNS,
     ),
 )
 

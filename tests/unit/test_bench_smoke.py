@@ -34,6 +34,17 @@ EXPECTED_PER_LOOP = {
     ("memory in flight", "C=1000", "naive"),
     ("memory streaming", "N", "asyncwait"),
     ("memory streaming", "10N", "asyncwait"),
+    *(
+        ("push zero latency", mode, impl)
+        for mode in ("ORDERED", "UNORDERED")
+        for impl in ("push API", "helper", "naive+timeout", "naive")
+    ),
+    ("push fixed latency", "ORDERED", "push API"),
+    ("push fixed latency", "UNORDERED", "push API"),
+    ("push fixed latency", "ORDERED", "helper"),
+    ("push fixed latency", "UNORDERED", "helper"),
+    ("push fixed latency", "KEY_ORDERED", "helper"),
+    ("push fixed latency", "none", "ceiling"),
 }
 
 
@@ -70,7 +81,19 @@ def test_operator_suite_quick_reports_every_row(tmp_path: Path) -> None:
         if row["target"]:
             assert isinstance(row["met"], bool), row
 
-    for title in ("1. zero latency", "2. fixed 10 ms", "3. exponential", "4. memory", "5. peak"):
+    by_key = {(row["loop"], row["section"], row["case"], row["impl"]): row for row in rows}
+    for loop in loops:
+        for mode in ("ORDERED", "UNORDERED"):
+            pushed = by_key[loop, "push zero latency", mode, "push API"]
+            assert pushed["target"]  # the push API's target is printed next to it
+            for name in ("vs_naive_timeout", "vs_naive", "vs_helper"):
+                assert pushed["values"][name] > 0, (pushed, name)
+            fixed = by_key[loop, "push fixed latency", mode, "push API"]
+            assert fixed["values"]["of_ceiling"] > 0, fixed
+            assert fixed["target"]
+
+    titles = ("1. zero latency", "2. fixed 10 ms", "3. exponential", "4. memory", "5. peak")
+    for title in (*titles, "6. push API", "7. fixed 10 ms latency, capacity 100: push API"):
         assert title in done.stdout
     assert "done in" in done.stdout
 
@@ -191,3 +214,62 @@ def test_checkpoints_suite_quick_reports_every_row(tmp_path: Path) -> None:
     for title in ("1. checkpointing every 1 s", "2. recovery from a checkpoint"):
         assert title in done.stdout
     assert "done in" in done.stdout
+
+
+COMPARE_WORKLOADS = (
+    "demo job (CLI)",
+    "push-ordered",
+    "push-unordered",
+    "ordered_wait",
+    "unordered_wait",
+    "key_ordered_wait",
+    "lookup-join",
+)
+
+
+def test_compare_suite_quick_against_head_reports_every_row(tmp_path: Path) -> None:
+    # --no-callgrind: the same runs against both trees, timed instead of counted (callgrind
+    # needs ~20 s to start the interpreter alone); the counting is tested below.
+    out = tmp_path / "results.json"
+    args = ["compare", "--quick", "--no-callgrind", "--baseline", "HEAD", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loops = _loops(done.stdout)
+
+    rows = json.loads(out.read_text(encoding="utf-8"))["suites"]["compare"]["rows"]
+    found = [(row["section"], row["loop"], row["case"], row["impl"]) for row in rows]
+    expected = [("demo end to end", loop, tree, "cli") for loop in loops for tree in ("old", "new")]
+    expected += [("instructions", "asyncio", name, "wall") for name in COMPARE_WORKLOADS]
+    assert sorted(found) == sorted(expected)  # every row, exactly once
+    _check_values(rows)
+    for row in rows:
+        if row["case"] == "new" or row["section"] == "instructions":
+            assert row["values"]["ratio"] > 0, row
+        if row["case"] == "new":
+            assert row["target"] == ">= 1.3x old", row
+    assert "old: " in done.stdout
+    assert "(HEAD)" in done.stdout
+    for title in ("1. the demo job end to end", "2. wall-clock µs per element"):
+        assert title in done.stdout
+    worktrees = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    )
+    assert "asyncwait-compare-" not in worktrees.stdout  # the old tree was removed
+
+
+def test_callgrind_totals_reads_every_dump_in_order(tmp_path: Path) -> None:
+    from bench.compare import callgrind_totals
+
+    out = tmp_path / "callgrind.out"
+    # Dumps out.1 .. out.11 (numeric order, not 1, 10, 11, 2), then out, the rest to the exit.
+    for part in range(1, 12):
+        (tmp_path / f"callgrind.out.{part}").write_text(f"events: Ir\nsummary: {part}\n")
+    out.write_text("events: Ir\ntotals: 1000\n")
+    assert callgrind_totals(out) == [*range(1, 12), 1000]
