@@ -119,6 +119,40 @@ def tansu_executable() -> str:
         return found
 
 
+def _listener_pid_matches(pid: int, port: int) -> bool | None:
+    """Whether ``pid`` holds the socket listening on 127.0.0.1:``port`` (None: cannot tell).
+
+    Reads ``/proc/net/tcp`` (the listening socket's inode) and ``/proc/<pid>/fd``.
+    """
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return None
+    local = f"0100007F:{port:04X}"  # 127.0.0.1, little-endian address, hex port
+    inodes = {row.split()[9] for row in table if row.split()[1] == local and row.split()[3] == "0A"}
+    if not inodes:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
+def _stopped(task: Path) -> bool:
+    """Whether the thread ``/proc/<pid>/task/<tid>`` is stopped (state T or t), or gone."""
+    try:
+        stat = (task / "stat").read_text()
+    except OSError:
+        return True
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat[stat.rindex(")") + 2] in "Tt"
+
+
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     data = bytearray()
     while len(data) < n:
@@ -292,14 +326,35 @@ class TansuBroker:
             if [(h, p) for _, h, p in brokers] != [(self.host, self.port)]:
                 msg = f"tansu advertises {brokers}, not only {self.host}:{self.port}"
                 raise RuntimeError(msg)
+            # The answer may come from another server that took the port after free_port()
+            # chose it: tansu then logs AddrInUse and exits 0 within ~50 ms. Only our
+            # process holding the listening socket makes the answer ours.
+            if _listener_pid_matches(self._process.pid, self.port) is False:
+                msg = f"127.0.0.1:{self.port} answers, but not from tansu (pid {self._process.pid})"
+                raise RuntimeError(msg)
             return
         msg = f"tansu gave no metadata answer on {self.bootstrap_servers} ({last!r})"
         raise RuntimeError(msg)
 
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): connections open, requests go unanswered."""
+    def pause(self, timeout: float = 5.0) -> None:
+        """Freeze the broker (SIGSTOP): connections open, requests go unanswered.
+
+        Returns once every thread of the process is stopped, where ``/proc`` tells.
+
+        Raises:
+            RuntimeError: a thread still runs after ``timeout`` seconds.
+        """
         assert self._process is not None
         self._process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self._process.pid}/task")
+        if not tasks.is_dir():
+            return
+        deadline = time.monotonic() + timeout
+        while not all(_stopped(task) for task in tasks.iterdir()):
+            if time.monotonic() > deadline:
+                msg = f"tansu (pid {self._process.pid}) is not stopped {timeout:g} s after SIGSTOP"
+                raise RuntimeError(msg)
+            time.sleep(0.001)  # bounded by the deadline; the kernel stops it within ms
 
     def resume(self) -> None:
         """Unfreeze a paused broker (SIGCONT)."""
