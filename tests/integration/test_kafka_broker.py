@@ -239,6 +239,51 @@ async def test_json_records_with_keys_round_trip_in_partition_order(
     assert consumed_in < 20
 
 
+async def test_record_timestamps_and_headers_round_trip_but_offsets_for_times_does_not(
+    kafka_broker: TansuBroker, clients: AsyncExitStack
+) -> None:
+    # Per-partition watermarks come from the records' own (CreateTime) timestamps, which may
+    # go backwards within a partition; the broker must hand them back untouched.
+    topic = await kafka_broker.create_topic(_name("time"), partitions=1)
+    tp = TopicPartition(topic, 0)
+    base = 1_700_000_000_000
+    stamps = [base + 5000, base + 1000, base + 9000]
+    test_began_ms = time.time() * 1000
+    producer = await _started(
+        clients, AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
+    )
+    for stamp in stamps:
+        await producer.send_and_wait(
+            topic, b"v", partition=0, timestamp_ms=stamp, headers=[("trace", b"%d" % stamp)]
+        )
+    batch = producer.create_batch()  # several records, one batch: deltas from a base
+    for stamp in (base + 100, base + 50):
+        batch.append(key=None, value=b"b", timestamp=stamp)
+        stamps.append(stamp)
+    await (await producer.send_batch(batch, topic, partition=0))
+
+    consumer = await _started(clients, _consumer(kafka_broker))
+    consumer.assign([tp])
+    records: list[Any] = []
+
+    async def pump() -> None:
+        records.extend(r for rs in (await consumer.getmany(timeout_ms=100)).values() for r in rs)
+
+    await _until(lambda: len(records) >= 5, pump, 10, "5 records")
+    assert [r.timestamp for r in records] == stamps
+    assert {r.timestamp_type for r in records} == {0}  # CreateTime
+    assert [r.headers for r in records[:3]] == [(("trace", b"%d" % s),) for s in stamps[:3]]
+
+    # offsets_for_times() looks at when the broker appended, not at the records' timestamps:
+    # asked for the first record at or after base + 6000 (offset 2 by the records), it
+    # answers offset 0 with an append time; asked about the future, offset 0 and -1.
+    found = (await consumer.offsets_for_times({tp: base + 6000}))[tp]
+    assert found.offset == 0
+    assert found.timestamp >= test_began_ms - 1000
+    future = (await consumer.offsets_for_times({tp: 4_000_000_000_000}))[tp]
+    assert (future.offset, future.timestamp) == (0, -1)
+
+
 # --------------------------------------------------------------------------- groups
 
 
