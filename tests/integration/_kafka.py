@@ -42,6 +42,7 @@ __all__ = (
     "TANSU_VERSION",
     "TansuBroker",
     "kafka_broker",
+    "metadata_brokers",
     "own_kafka",
     "start_tansu",
     "tansu_executable",
