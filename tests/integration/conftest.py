@@ -6,9 +6,19 @@ whole suite.)
 """
 
 from ._httpserver import http_server as http_server
+from ._kafka import kafka_broker as kafka_broker
+from ._kafka import own_kafka as own_kafka
 from ._mysql import mariadb as mariadb
 from ._postgres import postgres_server as postgres_server
 from ._redis import own_redis as own_redis
 from ._redis import redis_server as redis_server
 
-__all__ = ("http_server", "mariadb", "own_redis", "postgres_server", "redis_server")
+__all__ = (
+    "http_server",
+    "kafka_broker",
+    "mariadb",
+    "own_kafka",
+    "own_redis",
+    "postgres_server",
+    "redis_server",
+)
