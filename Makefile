@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python >= 3.11:
 #   make demo   runs the main job on embedded defaults
-#   make test   runs exactly what CI runs (lint, types, the whole test suite)
+#   make test   runs exactly what CI runs (lint, types, the whole test suite, then the unit
+#               tests again under asyncio debug mode)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,6 +25,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+	# The unit and property tests once more under asyncio's debug mode (never-awaited
+	# coroutines, callbacks from the wrong thread, slow steps).
+	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q tests/unit tests/property --ignore=tests/unit/test_bench_smoke.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench all

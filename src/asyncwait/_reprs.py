@@ -12,8 +12,8 @@ _REPR_LIMIT: Final = 200
 def short_repr(value: object) -> str:
     """Return ``repr(value)`` cut to a length that keeps error messages readable.
 
-    >>> short_repr("x" * 500)[-5:]
-    "xx..."
+    >>> short_repr("x" * 500)[-5:], len(short_repr("x" * 500))
+    ('xx...', 200)
     """
     text = repr(value)
     if len(text) > _REPR_LIMIT:

@@ -106,7 +106,7 @@ class SourceStage(Stage):
     async def run(self) -> None:
         job, source, out = self.job, self.pipeline.source, self.out
         size = job.buffer_size
-        sourced = source._yields_sourced
+        sourced = source.yields_lines
         read = source.read
         coordinator = job.coordinator
         while (batch := await read(size)) is not None:

@@ -73,10 +73,12 @@ class Source(ABC):
         offset: where the next read continues (bytes for files, elements for collections);
             ``open(start_offset=offset)`` resumes there.
         line: the line number of the last line read (0 before the first).
+        yields_lines: True for asyncwait's own sources, whose ``read()`` returns records
+            that carry their line; a custom source leaves it False and the runtime wraps
+            its records.
     """
 
-    # True: read() returns the runtime's own records, which carry their line.
-    _yields_sourced: ClassVar[bool] = False
+    yields_lines: ClassVar[bool] = False
 
     @property
     def replayable(self) -> bool:

@@ -23,7 +23,7 @@ class _CollectionSource(Source):
     of a live producer are not held back waiting for a batch to fill.
     """
 
-    _yields_sourced = True
+    yields_lines = True
 
     def __init__(self, values: Iterable[Any] | AsyncIterable[Any], name: str) -> None:
         if not isinstance(values, Iterable | AsyncIterable):

@@ -16,7 +16,7 @@ __all__ = ("LineSource",)
 class LineSource(Source):
     """Splits an input's bytes into lines, tracking each line's number and end offset."""
 
-    _yields_sourced = True
+    yields_lines = True
     # True: check each chunk for long digit runs, which orjson would misread (JSONL).
     _guard_digits: ClassVar[bool] = False
 
