@@ -120,9 +120,7 @@ def test_no_module_imports_a_higher_layer() -> None:
         f"{module} (layer {layer(module)}) imports {target} (layer {layer(target)})"
         for module, targets in imports().items()
         for target in targets
-        if layer(module) is not None
-        and layer(target) is not None
-        and layer(target) > layer(module)  # type: ignore[operator]
+        if layer(module) is not None and layer(target) is not None and layer(target) > layer(module)  # type: ignore[operator]
     ]
     assert upward == []
 
