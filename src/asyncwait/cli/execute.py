@@ -7,6 +7,7 @@ with a live display and stop-on-signal, then print the summary and return the ex
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import os
 import signal
@@ -80,6 +81,7 @@ def execute_job(
         # collections at the default thresholds cost ~8% of the demo. The CLI owns the
         # process, so it may make them rarer.
         gc.set_threshold(50_000, 20, 100)
+        _keep_freed_memory()
         result = _run_loop(_drive(env, display), loop)
     except KeyboardInterrupt:
         display.close()
@@ -143,6 +145,24 @@ def execute_job(
             flush=True,
         )
     return EXIT_OK
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc keep freed heap memory for the next batch instead of returning it.
+
+    Each batch of output lines is a thousand small buffers that glibc allocates at the top
+    of the heap and trims away when the batch is freed; growing the heap back page by page
+    cost ~1 s of system time per 300,000 events (page faults). Keeping up to 32 MiB free at
+    the top, and growing it 8 MiB at a time, removes that; the peak stays bounded. Other C
+    libraries: nothing to do.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad = -1, -2  # <malloc.h>
+    mallopt(m_trim_threshold, 32 << 20)
+    mallopt(m_top_pad, 8 << 20)
 
 
 def _checkpoint_summary(env: StreamEnvironment, result: Any) -> dict[str, Any] | None:
