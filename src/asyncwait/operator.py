@@ -59,11 +59,22 @@ _RUNNING = EntryState.RUNNING
 
 
 class OutputMode(enum.Enum):
-    """The order in which an :class:`AsyncWaitOperator` emits results."""
+    """The order in which an :class:`AsyncWaitOperator` emits results.
+
+    ``OutputMode("ordered")`` (any case) names a mode by its value, as job files do.
+    """
 
     ORDERED = "ordered"  # outputs in input order, watermarks included
     UNORDERED = "unordered"  # completion order; never across a watermark
     KEY_ORDERED = "key_ordered"  # per key: one call at a time, input order; keys concurrent
+
+    @classmethod
+    def _missing_(cls, value: object) -> OutputMode | None:
+        if isinstance(value, str):
+            for mode in cls:
+                if mode.value == value.lower():
+                    return mode
+        return None
 
 
 _QUEUES: dict[OutputMode, Callable[[], ElementQueue]] = {
@@ -120,7 +131,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
 
     Args:
         function: an :class:`~asyncwait.AsyncFunction` or a plain ``async def f(value)``.
-        mode: the output order.
+        mode: the output order: an :class:`OutputMode`, or its value (``"ordered"``,
+            ``"unordered"``, ``"key_ordered"``).
         capacity: entries held at most (records in flight or not yet emitted, watermarks).
         timeout: seconds from admission until ``timeout()`` is called; ``None`` for never.
         retry: the retry strategy (:mod:`asyncwait.retry`).
@@ -149,16 +161,19 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         self,
         function: Any,
         *,
-        mode: OutputMode = OutputMode.ORDERED,
+        mode: OutputMode | str = OutputMode.ORDERED,
         capacity: int = 100,
         timeout: float | None = None,
         retry: RetryStrategy = NO_RETRY,
         key: Callable[[IN], Hashable] | None = None,
         name: str = "async-wait",
     ) -> None:
-        if not isinstance(mode, OutputMode):
-            msg = f"{name}: mode must be an OutputMode, got {mode!r}"
-            raise ValueError(msg)
+        try:
+            mode = OutputMode(mode)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in OutputMode)
+            msg = f"{name}: mode must be an OutputMode or one of {allowed}, got {mode!r}"
+            raise ValueError(msg) from None
         check_int(name, "capacity", capacity, error=ValueError)
         timeout = check_seconds(name, "timeout", timeout, optional=True, error=ValueError)
         if not isinstance(retry, RetryStrategy):

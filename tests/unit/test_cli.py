@@ -34,7 +34,7 @@ def test_bad_command_line_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the following arguments are required: COMMAND" in capsys.readouterr().err
     assert main(["run"]) == 2
     assert main(["demo", "--events", "-3"]) == 2
-    assert "argument --events: must be >= 0, got -3" in capsys.readouterr().err
+    assert "argument --events: must be an integer >= 1, got '-3'" in capsys.readouterr().err
     assert main(["demo", "--mode", "sorted"]) == 2
     assert main(["--help"]) == 0
     assert "validate" in capsys.readouterr().out

@@ -39,7 +39,7 @@ async def _identity(value: Any) -> Any:
         {"timeout": 0},
         {"timeout": -0.1},
         {"mode": OutputMode.KEY_ORDERED},
-        {"mode": "ordered"},
+        {"mode": "sorted"},  # "ordered" names a mode: see test_cli_polish
         {"key": 42},
     ],
     ids=repr,

@@ -26,6 +26,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Final, final
 
+from ..errors import ConfigError
 from ..lookups import LookupTable, Row
 from ..operator import OutputMode
 
@@ -60,6 +61,11 @@ DB_FILE: Final = "dim_user.db"
 JOB_FILE: Final = "job.toml"
 OUTPUT_FILE: Final = "enriched.jsonl"
 ERRORS_FILE: Final = "errors.jsonl"
+# Marks a folder whose demo files the demo wrote: only then may it replace them.
+_MARKER: Final = ".asyncwait-demo"
+
+Progress = Callable[[str, int, int], None]
+"""``progress(what, done, total)``: called as the data is written (``what``: a file name)."""
 
 
 @final
@@ -87,21 +93,29 @@ class DemoData:
 
 
 def generate(
-    directory: str | Path, *, events: int, users: int, seed: int | None = None
+    directory: str | Path,
+    *,
+    events: int,
+    users: int,
+    seed: int | None = None,
+    progress: Progress | None = None,
 ) -> DemoData:
     """Write ``events`` browse events and a ``dim_user`` table of ``users`` users.
 
     Args:
-        directory: where to write (created when missing); earlier demo files are replaced.
+        directory: where to write (created when missing). Files of an earlier demo in it
+            are replaced; files of the same names that the demo did not write are not.
         events: lines to write, about 0.1 % of them malformed.
         users: distinct users (``user_1`` .. ``user_<users>``).
         seed: seed of the random generator, for reproducible data.
+        progress: told how far the writing is, every few tens of thousands of lines.
 
     Returns:
         What was written.
 
     Raises:
         ValueError: ``events`` or ``users`` is below 1.
+        ConfigError: ``directory`` holds files of the demo's names that it did not write.
 
     >>> import tempfile
     >>> data = generate(tempfile.mkdtemp(), events=1000, users=10, seed=1)
@@ -112,16 +126,38 @@ def generate(
         msg = f"the demo needs events >= 1 and users >= 1, got events={events}, users={users}"
         raise ValueError(msg)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    _claim(directory)
     rng = random.Random(seed)
     events_path = directory / EVENTS_FILE
-    malformed = _write_events(events_path, rng, events=events, users=users)
+    malformed = _write_events(events_path, rng, events=events, users=users, progress=progress)
     db_path = directory / DB_FILE
-    rows = _write_users(db_path, rng, users=users)
+    rows = _write_users(db_path, rng, users=users, progress=progress)
     return DemoData(directory, events_path, db_path, events, malformed, users, rows)
 
 
-def _write_events(path: Path, rng: random.Random, *, events: int, users: int) -> int:
+def _claim(directory: Path) -> None:
+    """Make ``directory`` the demo's, refusing one whose demo-named files are someone else's."""
+    if directory.exists() and not directory.is_dir():
+        msg = f"--dir {str(directory)!r} is not a folder"
+        raise ConfigError(msg)
+    names = (EVENTS_FILE, DB_FILE, JOB_FILE, OUTPUT_FILE, ERRORS_FILE)
+    theirs = [name for name in names if (directory / name).exists()]
+    if theirs and not (directory / _MARKER).exists():
+        msg = (
+            f"--dir {str(directory)!r} holds {', '.join(theirs)}, which the demo did not write; "
+            "choose another folder (nothing was changed)"
+        )
+        raise ConfigError(msg)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / _MARKER).write_text(
+        "Written by `asyncwait demo`: it may replace its own files in this folder.\n",
+        encoding="utf-8",
+    )
+
+
+def _write_events(
+    path: Path, rng: random.Random, *, events: int, users: int, progress: Progress | None
+) -> int:
     """Write the events file; return how many lines are malformed."""
     seconds = events // _EVENTS_PER_SECOND + 1
     stamps = [time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(_START + s)) for s in range(seconds)]
@@ -149,6 +185,8 @@ def _write_events(path: Path, rng: random.Random, *, events: int, users: int) ->
             for i in sorted(bad.intersection(range(start, stop))):
                 lines[i - start] = _malformed(i, lines[i - start])
             out.writelines(lines)
+            if progress is not None:
+                progress(path.name, stop, events)
     return n_bad
 
 
@@ -162,7 +200,7 @@ def _malformed(i: int, line: str) -> str:
     return line.replace('"eventTime": "2016', '"eventTime": "20l6')  # unparsable time
 
 
-def _write_users(path: Path, rng: random.Random, *, users: int) -> int:
+def _write_users(path: Path, rng: random.Random, *, users: int, progress: Progress | None) -> int:
     """Write ``dim_user`` (user_id, age, city); return its row count."""
     path.unlink(missing_ok=True)
     rows = (
@@ -177,8 +215,12 @@ def _write_users(path: Path, rng: random.Random, *, users: int) -> int:
         con.execute(
             "CREATE TABLE dim_user (user_id TEXT PRIMARY KEY, age INTEGER NOT NULL, city TEXT)"
         )
+        done, total = 0, users if users < _MISSING_EVERY else users - users // _MISSING_EVERY
         while batch := list(islice(rows, _CHUNK)):
             con.executemany("INSERT INTO dim_user VALUES (?, ?, ?)", batch)
+            done += len(batch)
+            if progress is not None:
+                progress(path.name, done, total)
         con.commit()
         (count,) = con.execute("SELECT count(*) FROM dim_user").fetchone()
     finally:

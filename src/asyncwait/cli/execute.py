@@ -28,12 +28,20 @@ if TYPE_CHECKING:
     from .progress import Display
     from .views import ProgressView
 
-__all__ = ("EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "error", "execute_job")
+__all__ = (
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_PIPE_CLOSED",
+    "EXIT_USAGE",
+    "error",
+    "execute_job",
+)
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 _EXIT_INTERRUPTED: Final = 130
+EXIT_PIPE_CLOSED: Final = 128 + signal.SIGPIPE  # 141, as a filter killed by SIGPIPE
 _POLL_INTERVAL: Final = 0.25  # seconds between two progress snapshots
 
 
@@ -93,6 +101,12 @@ def execute_job(
             raise
         msg = f"{spec.file}: {exc}"
         raise ConfigError(msg) from exc
+    except BrokenPipeError as exc:
+        display.close()
+        if spec.sink.path is not None:
+            failure = exc  # a file, not stdout: a real failure
+        else:
+            return _reader_gone(debug=debug, exc=exc)
     except Exception as exc:  # the job failed: report it, never a bare traceback
         failure = exc
     finally:
@@ -145,6 +159,23 @@ def execute_job(
             flush=True,
         )
     return EXIT_OK
+
+
+def _reader_gone(*, debug: bool, exc: BaseException) -> int:
+    """Standard output was closed by its reader (``... | head``): end quietly, as filters do.
+
+    No summary and no error: the reader asked for no more. Standard output is pointed at
+    the null device so that Python's own flush at exit does not fail on it again.
+    """
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        pass  # no real stdout to redirect: nothing will flush into a closed pipe either
+    return EXIT_PIPE_CLOSED
 
 
 def _keep_freed_memory() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -35,24 +35,24 @@ __all__ = ("main",)
 _INSTALL_HINT: Final = "pip install 'asyncwait[cli]'"
 
 
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        msg = f"must be >= 1, got {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``minimum`` (``_`` allowed as a digit separator)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            msg = f"must be an integer >= {minimum}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        msg = f"not an integer: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value < 0:
-        msg = f"must be >= 0, got {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _non_negative_float(text: str) -> float:
@@ -117,29 +117,70 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         parents=[common, output],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="generate browse events and a dim_user table, then enrich the events",
         description=(
             "Generate browse events (JSONL) and a dim_user SQLite table, write a job file "
             "joining them into DIR and run it exactly like `asyncwait run`."
         ),
     )
-    demo.add_argument("--events", metavar="N", type=_positive_int, default=100_000)
-    demo.add_argument("--users", metavar="M", type=_positive_int, default=10_000)
-    demo.add_argument("--dir", metavar="DIR", type=Path, default=Path("demo-output"))
     demo.add_argument(
-        "--mode", choices=[m.value for m in OutputMode], default=OutputMode.UNORDERED.value
+        "--events", metavar="N", type=_positive_int, default=100_000, help="events to generate"
     )
-    demo.add_argument("--capacity", metavar="C", type=_positive_int, default=100)
+    demo.add_argument(
+        "--users",
+        metavar="M",
+        type=_positive_int,
+        default=10_000,
+        help="users the events come from; dim_user holds 49 in 50 of them",
+    )
+    demo.add_argument(
+        "--dir",
+        metavar="DIR",
+        type=Path,
+        default=Path("demo-output"),
+        help="where the data, the job file and the output go (files the demo wrote before "
+        "are replaced; nothing else is touched)",
+    )
+    demo.add_argument(
+        "--mode",
+        choices=[m.value for m in OutputMode],
+        default=OutputMode.UNORDERED.value,
+        help="the lookup join's output order",
+    )
+    demo.add_argument(
+        "--capacity", metavar="C", type=_positive_int, default=100, help="lookups in flight"
+    )
     demo.add_argument(
         "--latency-ms",
         metavar="MS",
         type=_non_negative_float,
         default=0.0,
-        help="simulated extra latency of every lookup that reaches the table (default 0)",
+        help="simulated extra latency of every lookup that reaches the table",
     )
-    demo.add_argument("--no-cache", action="store_true", help="look every event up")
-    demo.add_argument("--seed", metavar="S", type=int, help="seed for reproducible data")
+    demo.add_argument("--no-cache", action="store_true", help="look every event up (no LRU cache)")
+    demo.add_argument(
+        "--seed",
+        metavar="S",
+        type=int,
+        default=None,
+        help="seed for reproducible data (default: %(default)s, new data each run)",
+    )
     return parser
+
+
+def _progress_lines(console: Console) -> Callable[[str, int, int], None]:
+    """A demo progress callback printing a line at most every second (when it takes that)."""
+    shown = time.perf_counter()
+
+    def show(what: str, done: int, total: int) -> None:
+        nonlocal shown
+        now = time.perf_counter()
+        if now - shown >= 1.0:
+            shown = now
+            console.print(f"writing {what}: {done:,} of {total:,}", markup=False, highlight=False)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,7 +242,13 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
 
     started = time.perf_counter()
     try:
-        data = demo.generate(args.dir, events=args.events, users=args.users, seed=args.seed)
+        data = demo.generate(
+            args.dir,
+            events=args.events,
+            users=args.users,
+            seed=args.seed,
+            progress=None if args.quiet else _progress_lines(console),
+        )
         job_path = demo.write_job(
             data, mode=OutputMode(args.mode), capacity=args.capacity, cache=not args.no_cache
         )

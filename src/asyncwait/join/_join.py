@@ -374,16 +374,20 @@ class LookupJoin(AsyncFunction[Any, Any]):
     def key_of(self, value: Any) -> Hashable:
         """The join key of event ``value`` (``on(value)``).
 
+        Keys compare by JSON type: a boolean is never a key (``True == 1`` in Python, so
+        ``true`` would find the row of key 1).
+
         Raises:
-            BadInputError: the key cannot be taken, is ``None`` or cannot be hashed.
+            BadInputError: the key cannot be taken, is ``None`` or a boolean, or cannot be
+                hashed.
         """
         try:
             key = self._on(value)
             hash(key)
         except _KEY_ERRORS as exc:
             raise self._bad_key(value, exc) from exc
-        if key is None:
-            raise self._bad_key(value, None)
+        if key is None or type(key) is bool:
+            raise self._bad_key(value, None, key)
         return key
 
     def start_call(self, value: Any, deliver: Deliver) -> list[Any] | _Handoff:
@@ -398,6 +402,8 @@ class LookupJoin(AsyncFunction[Any, Any]):
         cache = self._cache
         try:
             key = self._on(value)
+            if type(key) is bool:
+                raise self._bad_key(value, None, key)
             if cache is not None and key is not None:
                 row = cache.get(key)  # hashes the key: an unhashable one raises TypeError
             else:
@@ -408,7 +414,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
         if row is not MISS:
             return self._output(value, row)
         if key is None:
-            raise self._bad_key(value, None)
+            raise self._bad_key(value, None, None)
         return self._enlist(key, value, deliver)
 
     def start_keyed(self, key: Hashable, value: Any, deliver: Deliver) -> list[Any] | _Handoff:
@@ -429,9 +435,10 @@ class LookupJoin(AsyncFunction[Any, Any]):
         handoff.batch = batcher.enlist(key, handoff)
         return handoff
 
-    def _bad_key(self, value: Any, exc: Exception | None) -> BadInputError:
+    def _bad_key(self, value: Any, exc: Exception | None, key: object = None) -> BadInputError:
         if exc is None:
-            msg = f"{self._source}: the join key of event {short_repr(value)} is None"
+            why = "None" if key is None else f"{key!r}, a boolean, which matches no key"
+            msg = f"{self._source}: the join key of event {short_repr(value)} is {why}"
         else:
             msg = (
                 f"{self._source}: cannot take the join key of event {short_repr(value)}: "

@@ -55,6 +55,9 @@ class FileInput(Input):
         except FileNotFoundError as exc:
             msg = f"{self._what}: no such file: {str(self.path)!r}"
             raise ConfigError(msg) from exc
+        except IsADirectoryError as exc:
+            msg = f"{self._what}: cannot open {str(self.path)!r}: it is a folder, not a file"
+            raise ConfigError(msg) from exc
         except OSError as exc:
             msg = f"{self._what}: cannot open {str(self.path)!r}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
