@@ -16,8 +16,10 @@ from .elements import Watermark as Watermark
 from .errors import AsyncFunctionError as AsyncFunctionError
 from .errors import AsyncTimeoutError as AsyncTimeoutError
 from .errors import AsyncWaitError as AsyncWaitError
+from .errors import AttemptTimeoutError as AttemptTimeoutError
 from .errors import BadInputError as BadInputError
 from .errors import CheckpointWarning as CheckpointWarning
+from .errors import CircuitOpenError as CircuitOpenError
 from .errors import ClosedError as ClosedError
 from .errors import ConfigError as ConfigError
 from .errors import HttpStatusError as HttpStatusError
@@ -28,6 +30,7 @@ from .function import threaded as threaded
 from .join import LookupJoin as LookupJoin
 from .metrics import Metrics as Metrics
 from .operator import AsyncWaitOperator as AsyncWaitOperator
+from .operator import OnError as OnError
 from .operator import OperatorStatistics as OperatorStatistics
 from .operator import OutputMode as OutputMode
 from .retry import NO_RETRY as NO_RETRY
@@ -50,8 +53,10 @@ __all__ = [
     "AsyncTimeoutError",
     "AsyncWaitError",
     "AsyncWaitOperator",
+    "AttemptTimeoutError",
     "BadInputError",
     "CheckpointWarning",
+    "CircuitOpenError",
     "ClosedError",
     "ConfigError",
     "DataStream",
@@ -61,6 +66,7 @@ __all__ = [
     "JobResult",
     "LookupJoin",
     "Metrics",
+    "OnError",
     "OperatorStatistics",
     "OperatorSummary",
     "OutputMode",

@@ -4,11 +4,13 @@ The hierarchy::
 
     AsyncWaitError                  base of everything below
     ├── AsyncTimeoutError           an element's deadline passed (also a TimeoutError)
+    │   └── AttemptTimeoutError     one attempt ran past attempt_timeout (retried by default)
     ├── AsyncFunctionError          an element failed; .record is its input, __cause__ the reason
     ├── ConfigError                 a bad option or job file (also a ValueError)
     ├── BadInputError               one malformed input (bad line, missing key, wrong type);
     │                               the runtime routes it to the errors file (also a ValueError)
     ├── ClosedError                 our code closed the operator, then it was used again
+    ├── CircuitOpenError            a circuit breaker refused the call (never retried)
     ├── HttpStatusError             an HTTP lookup answered neither 200 (row) nor 404 (miss);
     │                               .status, .retryable (429, 5xx), .retry_after
     └── InternalError               a broken invariant: a bug in asyncwait
@@ -31,8 +33,10 @@ __all__ = (
     "AsyncFunctionError",
     "AsyncTimeoutError",
     "AsyncWaitError",
+    "AttemptTimeoutError",
     "BadInputError",
     "CheckpointWarning",
+    "CircuitOpenError",
     "ClosedError",
     "ConfigError",
     "HttpStatusError",
@@ -46,6 +50,22 @@ class AsyncWaitError(Exception):
 
 class AsyncTimeoutError(AsyncWaitError, TimeoutError):
     """An element did not complete before its deadline and ``timeout()`` did not recover it."""
+
+
+class AttemptTimeoutError(AsyncTimeoutError):
+    """One attempt of an element's call ran longer than its ``attempt_timeout``.
+
+    The attempt is abandoned; like any exception it is retried when the retry strategy says
+    so, while the element's own deadline (``timeout``) allows.
+    """
+
+
+class CircuitOpenError(AsyncWaitError):
+    """A circuit breaker is open: the call was refused without reaching the store.
+
+    Never retried: the element goes straight to its ``on_error`` policy, so a job keeps
+    flowing while the store is down.
+    """
 
 
 class AsyncFunctionError(AsyncWaitError):

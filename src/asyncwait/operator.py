@@ -25,19 +25,23 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
-from ._checks import check_int, check_seconds
 from ._operator.adapter import adapt
 from ._operator.admission import Admission
+from ._operator.attempts import AttemptClock
 from ._operator.emitter import Emit, Emitter
 from ._operator.invoker import Invoker
+from ._operator.mode import OutputMode as OutputMode
+from ._operator.options import check_options
 from ._operator.outcome import Outcomes, RejectBadInput
+from ._operator.policy import DeadLetter, ErrorPolicy
+from ._operator.policy import OnError as OnError
+from ._operator.statistics import OperatorStatistics as OperatorStatistics
 from ._reprs import short_repr
 from ._tasks import TaskOwner
 from .elements import Record, StreamElement, Watermark
-from .errors import AsyncWaitError, ClosedError
+from .errors import AsyncWaitError, ClosedError, ConfigError
 from .function import RuntimeContext
 from .metrics import Metrics
 from .queues import (
@@ -50,31 +54,12 @@ from .queues import (
 )
 from .retry import NO_RETRY, RetryStrategy
 
-__all__ = ("AsyncWaitOperator", "OperatorStatistics", "OutputMode")
+__all__ = ("AsyncWaitOperator", "OnError", "OperatorStatistics", "OutputMode")
 
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
 
 _RUNNING = EntryState.RUNNING
-
-
-class OutputMode(enum.Enum):
-    """The order in which an :class:`AsyncWaitOperator` emits results.
-
-    ``OutputMode("ordered")`` (any case) names a mode by its value, as job files do.
-    """
-
-    ORDERED = "ordered"  # outputs in input order, watermarks included
-    UNORDERED = "unordered"  # completion order; never across a watermark
-    KEY_ORDERED = "key_ordered"  # per key: one call at a time, input order; keys concurrent
-
-    @classmethod
-    def _missing_(cls, value: object) -> OutputMode | None:
-        if isinstance(value, str):
-            for mode in cls:
-                if mode.value == value.lower():
-                    return mode
-        return None
 
 
 _QUEUES: dict[OutputMode, Callable[[], ElementQueue]] = {
@@ -88,35 +73,6 @@ class _State(enum.Enum):
     NEW = "new"  # constructed; open() not called yet
     OPEN = "open"  # accepting elements
     CLOSED = "closed"  # close() called; everything in flight is cancelled
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class OperatorStatistics:
-    """A snapshot of an operator's counters.
-
-    Attributes:
-        in_flight: admitted records not yet complete (running, waiting for a retry or a key,
-            or in the ``timeout()`` hook).
-        queued: entries holding a slot: ``in_flight`` plus completed records not yet emitted
-            and watermarks.
-        capacity: the most entries the operator holds.
-        emitted: entries emitted so far (records and watermarks).
-        retries: retry attempts started.
-        timeouts: elements whose deadline passed.
-        failures: elements that failed.
-        passed: records whose outputs were known at admission and emitted at once, without
-            holding a slot (counted in ``emitted`` too; see ``open(sync_emit=True)``).
-    """
-
-    in_flight: int
-    queued: int
-    capacity: int
-    emitted: int
-    retries: int
-    timeouts: int
-    failures: int
-    passed: int = 0
 
 
 @final
@@ -138,9 +94,20 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         retry: the retry strategy (:mod:`asyncwait.retry`).
         key: the key of a value; required for ``KEY_ORDERED``.
         name: the operator's name, used in errors and metrics.
+        attempt_timeout: seconds one attempt may take (shorter than ``timeout``); a slower
+            one is abandoned with :class:`~asyncwait.AttemptTimeoutError`, which ``retry``
+            retries like any exception while the element's deadline allows.
+        on_error: what an element whose call finally failed or timed out does
+            (:class:`OnError`): fail the operator (the default), ``"skip"`` it,
+            ``"dead_letter"`` it (to ``open(dead_letter=...)``), or emit
+            ``default(value, error)``.
+        default: with ``on_error="default"``, the failed element's outputs.
 
     Raises:
-        ValueError: ``capacity < 1``, ``timeout <= 0``, or ``KEY_ORDERED`` without ``key``.
+        ValueError: ``capacity < 1``, ``timeout <= 0``, ``KEY_ORDERED`` without ``key``;
+            :class:`~asyncwait.ConfigError` (a ValueError) for options that contradict
+            each other (``attempt_timeout >= timeout``, ``default`` without
+            ``on_error="default"``).
 
     >>> async def double(v: int) -> int:
     ...     return v * 2
@@ -167,24 +134,22 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         retry: RetryStrategy = NO_RETRY,
         key: Callable[[IN], Hashable] | None = None,
         name: str = "async-wait",
+        attempt_timeout: float | None = None,
+        on_error: OnError | str = OnError.FAIL,
+        default: Callable[[IN, BaseException], Iterable[OUT]] | None = None,
     ) -> None:
-        try:
-            mode = OutputMode(mode)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in OutputMode)
-            msg = f"{name}: mode must be an OutputMode or one of {allowed}, got {mode!r}"
-            raise ValueError(msg) from None
-        check_int(name, "capacity", capacity, error=ValueError)
-        timeout = check_seconds(name, "timeout", timeout, optional=True, error=ValueError)
-        if not isinstance(retry, RetryStrategy):
-            msg = f"{name}: retry must be a strategy from asyncwait.retry, got {retry!r}"
-            raise ValueError(msg)
-        if mode is OutputMode.KEY_ORDERED and key is None:
-            msg = f"{name}: KEY_ORDERED needs key=, a function from value to key"
-            raise ValueError(msg)
-        if key is not None and not callable(key):
-            msg = f"{name}: key must be callable, got {key!r}"
-            raise ValueError(msg)
+        options = check_options(
+            name,
+            mode=mode,
+            capacity=capacity,
+            timeout=timeout,
+            retry=retry,
+            key=key,
+            attempt_timeout=attempt_timeout,
+            on_error=on_error,
+            default=default,
+        )
+        mode, capacity, timeout = options.mode, options.capacity, options.timeout
         self.name = name
         self.metrics = Metrics(name)
         self._function = function
@@ -223,6 +188,13 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         outcomes.start = invoker.start
         outcomes.drain = self._emitter.drain
         outcomes.on_failure = self._failed
+        self._policy: ErrorPolicy | None = None
+        if options.on_error is not OnError.FAIL:
+            self._policy = outcomes.policy = ErrorPolicy(options.on_error, options.default)
+        self._attempts: AttemptClock | None = None
+        if options.attempt_timeout is not None:
+            self._attempts = AttemptClock(options.attempt_timeout, outcomes.attempt_expired)
+            outcomes.attempts = invoker.attempts = self._attempts
         self._admission = admission = Admission(
             name,
             queue,
@@ -235,6 +207,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             keyed_call=keyed,
         )
         self._admit = admission.admit_function()
+        if self._attempts is not None:
+            admission.attempts = self._attempts
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -246,6 +220,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         sync_emit: bool = False,
         on_bad_input: RejectBadInput | None = None,
         values: bool = False,
+        dead_letter: DeadLetter | None = None,
     ) -> None:
         """Open the function, then re-process ``restored`` elements before returning.
 
@@ -266,6 +241,9 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             values: feed bare values instead of records (:meth:`offer_value`,
                 :meth:`process_value`); ``emit`` then gets bare output values and no
                 watermarks. For the iterator helpers, which need no event time.
+            dead_letter: with ``on_error="dead_letter"`` (required then):
+                ``dead_letter(element, error, attempts)`` receives each element whose call
+                finally failed; what it raises fails the element after all.
 
         Raises:
             AsyncWaitError: ``open`` was called before.
@@ -280,6 +258,12 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         if on_bad_input is not None and not callable(on_bad_input):
             msg = f"{self.name}: on_bad_input must be callable or None, got {on_bad_input!r}"
             raise TypeError(msg)
+        policy = self._policy
+        if policy is not None and policy.on_error is OnError.DEAD_LETTER:
+            if not callable(dead_letter):
+                msg = f"{self.name}: on_error 'dead_letter' needs open(dead_letter=...)"
+                raise ConfigError(msg)
+            policy.dead_letter = dead_letter
         self._emitter.start(emit, bare=values)
         self._outcomes.reject = on_bad_input
         self._opened_function = True
@@ -287,7 +271,10 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         if self._closed():
             return  # close() ran while the function was opening
         self._state = _State.OPEN
-        self._outcomes.bind(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._outcomes.bind(loop)
+        if self._attempts is not None:
+            self._attempts.bind(loop)
         self._invoker.open = True
         self._admission.pass_ok = sync_emit and self._retry.on_result is None
         for element in restored:
@@ -423,6 +410,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
     def statistics(self) -> OperatorStatistics:
         """Return the current counters."""
         outcomes = self._outcomes
+        policy = self._policy
         return OperatorStatistics(
             in_flight=outcomes.in_flight,
             queued=self._emitter.held,
@@ -432,6 +420,10 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             timeouts=outcomes.timeouts,
             failures=outcomes.failures,
             passed=self._emitter.passed,
+            skipped=0 if policy is None else policy.skipped,
+            dead_letters=0 if policy is None else policy.dead_letters,
+            defaulted=0 if policy is None else policy.defaulted,
+            attempt_timeouts=0 if self._attempts is None else self._attempts.expirations,
         )
 
     def __repr__(self) -> str:

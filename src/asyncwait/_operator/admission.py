@@ -24,6 +24,7 @@ from ..errors import AsyncFunctionError, BadInputError
 from ..function import CallbackFunction, Pending
 from ..metrics import Histogram
 from ..queues import ElementQueue, EntryState, QueueEntry
+from .attempts import AttemptClock
 from .emitter import Emitter
 from .invoker import KEY_FAILED, Invoker
 from .outcome import LATENCY_SAMPLE, Outcomes
@@ -60,6 +61,7 @@ class Admission:
         "_outcomes",
         "_queue",
         "admitted",
+        "attempts",
         "pass_ok",
     )
 
@@ -85,6 +87,7 @@ class Admission:
         self._key = key
         self._call = call
         self._keyed_call = keyed_call
+        self.attempts: AttemptClock | None = None  # per-attempt deadlines, when configured
         self.admitted = 0  # elements admitted (or passed through): the next entry's seq
         # Outputs known at admission may be emitted at once (the operator's sync_emit).
         self.pass_ok = False
@@ -214,6 +217,8 @@ class Admission:
         entry.state = _RUNNING  # WAITING -> RUNNING: always a legal move
         entry.attempt = 1
         self._outcomes.track(entry)
+        if self.attempts is not None:
+            self.attempts.started(entry)
 
     def _admit(self, entry: QueueEntry) -> None:
         self._emitter.held += 1

@@ -28,6 +28,7 @@ from .._tasks import TaskOwner
 from ..function import CallbackFunction
 from ..queues import EntryState, QueueEntry
 from .adapter import Adapted
+from .attempts import AttemptClock
 from .outcome import Outcomes
 
 __all__ = ("KEY_FAILED", "Invoker")
@@ -80,6 +81,7 @@ class Invoker:
         "_suspend_rate",
         "_waking",
         "_worker_active",
+        "attempts",
         "open",
         "submitting",
         "workers",
@@ -102,6 +104,7 @@ class Invoker:
         self.workers = TaskOwner(f"{name} workers")
         self._keyed = keyed
         self.open = False
+        self.attempts: AttemptClock | None = None  # per-attempt deadlines, when configured
         # `_ready` holds started entries no worker has taken yet; `_waking` counts workers
         # woken or spawned that have not looked at it.
         self._ready: deque[QueueEntry] = deque()
@@ -132,6 +135,8 @@ class Invoker:
         else:
             entry.transition(_RUNNING)
         entry.attempt += 1
+        if self.attempts is not None:
+            self.attempts.started(entry)
         if self._callback is not None and not self.submitting:
             # The callback form needs no task: start the call here, and settle it here when
             # it completes at once (a cache hit). A start nested in such a settle (the next

@@ -28,11 +28,19 @@ from typing import Any, Final, final
 from .._reprs import short_repr
 from .._tasks import TaskOwner
 from ..elements import Record, StreamElement
-from ..errors import AsyncFunctionError, AsyncTimeoutError, BadInputError
+from ..errors import (
+    AsyncFunctionError,
+    AsyncTimeoutError,
+    AttemptTimeoutError,
+    BadInputError,
+    CircuitOpenError,
+)
 from ..metrics import Histogram
 from ..queues import ElementQueue, EntryState, QueueEntry
 from ..retry import RetryStrategy
 from .adapter import Adapted
+from .attempts import AttemptClock
+from .policy import ErrorPolicy
 
 __all__ = ("LATENCY_SAMPLE", "Outcomes", "RejectBadInput")
 
@@ -76,11 +84,13 @@ class Outcomes:
         "_retry",
         "_rng",
         "_timer",
+        "attempts",
         "drain",
         "failures",
         "in_flight",
         "on_failure",
         "open",
+        "policy",
         "reject",
         "retries",
         "start",
@@ -116,6 +126,10 @@ class Outcomes:
         self.drain: Callable[[], None] = _nothing
         self.on_failure: Callable[[BaseException], None] = _nothing_with
         self.reject: RejectBadInput | None = None
+        # What a final failure becomes (None: it fails the operator), and the clock of
+        # per-attempt deadlines (None without attempt_timeout); set by the operator.
+        self.policy: ErrorPolicy | None = None
+        self.attempts: AttemptClock | None = None
         # Deadlines in admission order; entries that became final stay until they reach the
         # head (or until the deque is compacted), so arming one costs O(1).
         self._deadlines: deque[QueueEntry] = deque()
@@ -133,6 +147,8 @@ class Outcomes:
     def stop(self) -> None:
         """The operator closes: disarm the deadline timer; later outcomes are ignored."""
         self.open = False
+        if self.attempts is not None:
+            self.attempts.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -189,8 +205,11 @@ class Outcomes:
 
     def on_result(self, entry: QueueEntry, result: Any) -> None:
         """The call of ``entry``'s current attempt returned ``result``."""
+        outputs: tuple[Any, ...] | list[Any]
         if self._fn.single:
-            outputs: tuple[Any, ...] = (result,)
+            outputs = (result,)
+        elif isinstance(result, list):
+            outputs = result  # as returned: a list subclass may mean something to on_result
         else:
             try:
                 outputs = tuple(result)
@@ -215,6 +234,9 @@ class Outcomes:
         reject = self.reject
         if reject is not None and isinstance(exc, BadInputError):
             self.settle(entry, _DONE, tuple(reject(entry.element(), exc)))
+            return
+        if isinstance(exc, CircuitOpenError):
+            self.fail(entry, exc)  # refused without reaching the store: never retried
             return
         retry = self._retry
         on_exception = retry.on_exception
@@ -241,6 +263,16 @@ class Outcomes:
         if self.open and entry.state is EntryState.RETRY_WAIT:
             self.retries += 1
             self.start(entry)
+
+    def attempt_expired(self, entry: QueueEntry) -> None:
+        """``entry``'s current attempt ran out of ``attempt_timeout``: abandon it, maybe retry."""
+        if not self.open:
+            return
+        self.revoke(entry)
+        attempts = self.attempts
+        assert attempts is not None  # only its clock calls this
+        msg = f"attempt {entry.attempt} timed out after {attempts.seconds} s"
+        self.on_exception(entry, AttemptTimeoutError(msg))
 
     def revoke(self, entry: QueueEntry) -> None:
         """Stop ``entry``'s running call or pending retry; any late result is ignored."""
@@ -329,10 +361,24 @@ class Outcomes:
         return error
 
     def fail(self, entry: QueueEntry, exc: BaseException) -> None:
-        """``entry`` failed with ``exc``: settle it as FAILED and report the operator's failure."""
+        """``entry`` failed with ``exc`` for good: its ``on_error`` policy decides what it emits.
+
+        Without a policy (FAIL) it settles as FAILED and the operator fails.
+        """
         self.failures += 1
         record = entry.element()
         assert isinstance(record, Record)  # only records fail
+        policy = self.policy
+        if policy is not None:
+            try:
+                outputs = policy.route(record, entry.value, exc, entry.attempt)
+            except Exception as routing:
+                routing.__context__ = exc
+                exc = routing  # the policy could not place it (e.g. max_errors): it fails
+            else:
+                if outputs is not None:
+                    self.settle(entry, _DONE, outputs)
+                    return
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, AsyncTimeoutError):
             reason = f"timed out after {self.timeout} s ({reason})"
