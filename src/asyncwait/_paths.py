@@ -13,7 +13,8 @@ command line the job file and ``--json-summary``. Then, before anything is opene
 Two paths are the same file when the OS resolves them to one: the same absolute path after
 ``..`` and symbolic links (:func:`os.path.realpath`), or, for files that exist, the same
 ``(st_dev, st_ino)`` (hard links). A folder the job owns (the checkpoint folder) also covers
-everything inside it.
+everything inside it. A character device (``/dev/null``, a terminal) may be used more than
+once: it is a stream, and writing it destroys nothing.
 
 >>> from pathlib import Path
 >>> uses = [PathUse("source.path", Path("/data/events.jsonl"), Access.READ),
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +112,14 @@ class Resolved:
         use: what the path is.
         real: absolute, with ``..`` and symbolic links resolved (as far as the path exists).
         inode: ``(st_dev, st_ino)`` when the path exists, else ``None``.
+        device: the path is a character device (``/dev/null``, a terminal): a stream, not
+            a file that writing could destroy.
     """
 
     use: PathUse
     real: Path
     inode: tuple[int, int] | None
+    device: bool = False
 
 
 def resolve(use: PathUse) -> Resolved:
@@ -131,10 +136,8 @@ def resolve(use: PathUse) -> Resolved:
     try:
         st = os.stat(real)
     except (OSError, ValueError):
-        inode = None  # missing (or unreachable): only the name can collide
-    else:
-        inode = (st.st_dev, st.st_ino)
-    return Resolved(use, real, inode)
+        return Resolved(use, real, None)  # missing (or unreachable): only the name collides
+    return Resolved(use, real, (st.st_dev, st.st_ino), stat.S_ISCHR(st.st_mode))
 
 
 def shown(path: Path | str) -> str:
@@ -158,6 +161,8 @@ def _inside(path: Path, folder: Path) -> bool:
 def _conflict(a: Resolved, b: Resolved) -> str | None:
     """Why ``a`` and ``b`` may not be used together, or ``None``."""
     same_name = a.real == b.real
+    if a.device and (same_name or a.inode == b.inode):
+        return None  # /dev/null twice, a terminal read and written: nothing to destroy
     if same_name or (a.inode is not None and a.inode == b.inode):
         where = shown(a.real)
         if not same_name:

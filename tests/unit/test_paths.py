@@ -122,6 +122,12 @@ def test_nothing_may_live_inside_a_folder_the_job_owns(data: Path) -> None:
     check_no_alias([folder, read("source.path", data.parent / "data2" / "x")], owner="j")
 
 
+def test_a_character_device_may_be_used_twice() -> None:
+    null = Path("/dev/null")
+    uses = [read("source.path", null), write("sink.path", null), write("errors.path", null)]
+    assert all(r.device for r in check_no_alias(uses, owner="job.toml"))
+
+
 def test_the_owner_prefix_is_left_out_when_empty(data: Path) -> None:
     uses = [read("a", data / "events.jsonl"), write("b", data / "events.jsonl")]
     with pytest.raises(ConfigError, match=r"^b and a are the same file"):
