@@ -59,7 +59,7 @@ def run(argv: list[str]) -> int:
     def gated_build(spec: jobfile.JobSpec, **options: Any) -> Any:
         return build(spec, **{**options, "wrap_lookup": lambda t: GatedTable(t, gate)})
 
-    jobfile.build = gated_build  # type: ignore[assignment]  # what `asyncwait run` calls
+    jobfile.build = gated_build  # what `asyncwait run` calls
     return main(argv[1:])
 
 
