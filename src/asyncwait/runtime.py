@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, final
 
 from ._checkpoint.store import CheckpointConfig
+from ._dataflow.files import guarded_outputs
 from ._dataflow.job import Job
 from ._dataflow.plan import JobPlan
 from ._dataflow.results import JobProgress as JobProgress
@@ -195,6 +196,14 @@ class StreamEnvironment:
         """Run the job on the running event loop; see :meth:`execute`.
 
         Cancelling it cancels every stage and closes every operator, source and sink.
+
+        Before anything is opened, the files of the job are checked: every output (file
+        sinks, ``errors_path``, the job's checkpoint folder) must be writable and must not
+        be an input (a source's file, a lookup's database) or another output, however the
+        path is spelled (``..``, symbolic or hard links). Each output is then locked (an OS
+        file lock, see ``docs/fault-tolerance.md``) until the job ends, so a second run
+        writing the same outputs is refused. Any refusal is a :class:`ConfigError` and
+        changes nothing.
         """
         if self._job is not None and self._job.running:
             msg = f"job {self.name!r} is already running"
@@ -214,15 +223,21 @@ class StreamEnvironment:
             checkpoint = CheckpointConfig(
                 self.checkpoint_interval, self.checkpoint_dir, self.checkpoints_kept, self.fresh
             )
-        self._job = job = Job(
-            self.name,
-            list(self._plan.pipelines),
-            errors_path=self.errors_path,
-            max_errors=self.max_errors,
-            buffer_size=self.buffer_size,
-            checkpoint=checkpoint,
-        )
-        return await job.run()
+        pipelines = list(self._plan.pipelines)
+        # Before anything is opened: no output may be an input or another output, and no
+        # other run may be writing them; the locks are held until the job has closed all.
+        with guarded_outputs(
+            self.name, pipelines, errors_path=self.errors_path, checkpoint=checkpoint
+        ):
+            self._job = job = Job(
+                self.name,
+                pipelines,
+                errors_path=self.errors_path,
+                max_errors=self.max_errors,
+                buffer_size=self.buffer_size,
+                checkpoint=checkpoint,
+            )
+            return await job.run()
 
     def stop(self) -> None:
         """Stop the running job; ``execute`` then returns a result with ``stopped=True``.

@@ -24,6 +24,8 @@ LAYERS: dict[str, int] = {
     "_reprs": 0,
     "_checks": 0,
     "_faults": 0,
+    "_paths": 0,
+    "_locks": 0,
     "_tasks": 0,
     "_codec": 0,
     "_rejects": 0,

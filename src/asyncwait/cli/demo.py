@@ -26,6 +26,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Final, final
 
+from .._paths import PathUse, paths_of
 from ..errors import ConfigError
 from ..lookups import LookupTable, Row
 from ..operator import OutputMode
@@ -324,6 +325,10 @@ class SlowTable:
 
     def scan(self) -> AsyncIterator[tuple[Hashable, Row]]:
         return self._table.scan()
+
+    def paths(self) -> tuple[PathUse, ...]:
+        """The files of the wrapped table (see :class:`asyncwait._paths.HasPaths`)."""
+        return paths_of(self._table)
 
     def __repr__(self) -> str:
         return f"<SlowTable {self.name!r} +{self._latency * 1000:g} ms>"

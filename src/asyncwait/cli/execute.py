@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import jobfile
+from .._locks import Locks, lock_outputs
+from .._paths import Access, PathUse, check_no_alias
 from .._tasks import TaskOwner
 from ..errors import AsyncWaitError, ConfigError
 
@@ -63,7 +65,39 @@ def execute_job(
     wrap_lookup: Callable[[Any], Any] | None = None,
     loop: str = "auto",
 ) -> int:
-    """Build and run ``spec``: the one code path of both ``run`` and ``demo``."""
+    """Build and run ``spec``: the one code path of both ``run`` and ``demo``.
+
+    The ``--json-summary`` file is locked for the whole run, like the job's own outputs
+    (which the job locks), so two runs never write one summary.
+    """
+    summary_lock = Locks([])
+    if json_summary is not None:
+        use = PathUse("--json-summary", json_summary, Access.WRITE)
+        summary_lock = lock_outputs(check_no_alias([use], owner=""), owner=str(spec.file))
+    with summary_lock:
+        return _execute_job(
+            spec,
+            console,
+            quiet=quiet,
+            debug=debug,
+            json_summary=json_summary,
+            fresh=fresh,
+            wrap_lookup=wrap_lookup,
+            loop=loop,
+        )
+
+
+def _execute_job(
+    spec: jobfile.JobSpec,
+    console: Console,
+    *,
+    quiet: bool,
+    debug: bool,
+    json_summary: Path | None,
+    fresh: bool,
+    wrap_lookup: Callable[[Any], Any] | None,
+    loop: str,
+) -> int:
     from .progress import LineDisplay, LiveDisplay, NullDisplay
     from .summary import print_summary, summarize, write_json_summary
     from .views import ProgressView

@@ -3,7 +3,7 @@
 ::
 
     asyncwait run JOB.toml [--fresh] [--quiet] [--json-summary FILE] [--max-errors N]
-    asyncwait validate JOB.toml
+    asyncwait validate JOB.toml [--json-summary FILE]
     asyncwait demo [--events N] [--users M] [--dir DIR] [--mode MODE] [--capacity C]
                    [--latency-ms MS] [--no-cache] [--quiet] [--json-summary FILE] [--seed S]
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from .. import jobfile
+from .._paths import Access, PathUse, check_outputs
 from ..errors import ConfigError
 from ..operator import OutputMode
 from .execute import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, execute_job
@@ -113,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Check a job file without running it and describe its pipeline.",
     )
     validate.add_argument("job", metavar="JOB.toml", type=Path, help="the job file")
+    validate.add_argument(
+        "--json-summary",
+        metavar="FILE",
+        type=Path,
+        help="also check that `run --json-summary FILE` could write FILE",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -215,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     spec = jobfile.load(args.job)
+    jobfile.check(spec, json_summary=args.json_summary)
     print(jobfile.describe(spec))
     for note in jobfile.unavailable(spec):
         print(f"note: {note}")
@@ -226,6 +234,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     spec = jobfile.load(args.job)
     if args.max_errors is not None:
         spec = spec.with_max_errors(args.max_errors)
+    jobfile.check(spec, json_summary=args.json_summary)  # the checks of `validate`
     return execute_job(
         spec,
         console,
@@ -240,6 +249,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from . import demo
 
+    if args.json_summary is not None:  # before the data is generated, not after
+        summary = PathUse("--json-summary", args.json_summary, Access.WRITE)
+        check_outputs([summary], owner="")
     started = time.perf_counter()
     try:
         data = demo.generate(
@@ -265,6 +277,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
             soft_wrap=True,
         )
     spec = jobfile.load(job_path)
+    jobfile.check(spec, json_summary=args.json_summary)
     wrap = demo.slowed(args.latency_ms / 1000) if args.latency_ms else None
     code = execute_job(
         spec,

@@ -3,7 +3,10 @@
 :func:`load` reads a job file and checks every field before anything runs; a bad file raises
 :class:`~asyncwait.ConfigError` naming the file, the field as a dotted path
 (``lookup[0].mode``) and what is allowed. Relative paths resolve against the job file's
-directory. :func:`build` turns a :class:`JobSpec` into a ready-to-run ``StreamEnvironment``.
+directory. :func:`check` then checks what can be checked without running (connection
+strings, that the outputs can be written and that none is an input or another output);
+``validate`` and ``run`` both call it. :func:`build` turns a :class:`JobSpec` into a
+ready-to-run ``StreamEnvironment``.
 
 The layout (every table but ``[source]`` and ``[sink]`` is optional)::
 
@@ -27,6 +30,8 @@ from ._build import timestamp_extractor as timestamp_extractor
 from ._build import unavailable as unavailable
 from ._parse import load as load
 from ._parse import parse as parse
+from ._preflight import check as check
+from ._preflight import job_paths as job_paths
 from ._spec import CacheSpec as CacheSpec
 from ._spec import CheckpointSpec as CheckpointSpec
 from ._spec import ErrorsSpec as ErrorsSpec
@@ -48,7 +53,9 @@ __all__ = (
     "SourceSpec",
     "WatermarkSpec",
     "build",
+    "check",
     "describe",
+    "job_paths",
     "load",
     "parse",
     "timestamp_extractor",

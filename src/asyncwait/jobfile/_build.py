@@ -24,7 +24,14 @@ from ._spec import (
 if TYPE_CHECKING:
     from ..runtime import StreamEnvironment
 
-__all__ = ("build", "describe", "timestamp_extractor", "unavailable")
+__all__ = (
+    "build",
+    "describe",
+    "lookup_table",
+    "missing_driver",
+    "timestamp_extractor",
+    "unavailable",
+)
 
 _MS: Final = timedelta(milliseconds=1)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -206,7 +213,7 @@ _DRIVERS: dict[str, str] = {
 }
 
 
-def _missing_driver(type_: str) -> str | None:
+def missing_driver(type_: str) -> str | None:
     """The driver module lookup type ``type_`` needs when it is not installed, else None."""
     driver = _DRIVERS.get(type_)
     if driver is None:
@@ -229,7 +236,7 @@ def unavailable(spec: JobSpec) -> list[str]:
     """Return a note for each lookup whose driver this installation lacks."""
     notes = []
     for i, lk in enumerate(spec.lookups):
-        driver = _missing_driver(lk.type)
+        driver = missing_driver(lk.type)
         if driver is not None:
             notes.append(f"lookup[{i}].type: {_needs(lk.type, driver)}; `asyncwait run` will fail")
     return notes
@@ -254,7 +261,7 @@ def build(
     Raises:
         ConfigError: a lookup type's driver (its extra) is not installed.
     """
-    tables = [_lookup_table(spec, i, lk) for i, lk in enumerate(spec.lookups)]
+    tables = [lookup_table(spec, i, lk) for i, lk in enumerate(spec.lookups)]
 
     from .. import sinks, sources
     from ..runtime import StreamEnvironment
@@ -311,12 +318,17 @@ def build(
     return env
 
 
-def _lookup_table(spec: JobSpec, index: int, lk: LookupSpec) -> Any:
-    """Create the lookup table of ``lk`` (nothing connects until the job opens it)."""
+def lookup_table(spec: JobSpec, index: int, lk: LookupSpec) -> Any:
+    """Create the lookup table of ``lk`` (nothing connects until the job opens it).
+
+    Raises:
+        ConfigError: its driver is not installed, or its connector refuses an option
+            (naming ``lookup[index]`` and the option).
+    """
     from .. import lookups
 
     factory = getattr(lookups, lk.type)
-    driver = _missing_driver(lk.type)
+    driver = missing_driver(lk.type)
     if driver is not None:
         msg = f"{spec.file}: lookup[{index}].type: {_needs(lk.type, driver)}"
         raise ConfigError(msg)
@@ -344,6 +356,9 @@ def _lookup_table(spec: JobSpec, index: int, lk: LookupSpec) -> Any:
                 pool_size=lk.pool_size,
             )
         return factory(lk.url, method=lk.method or "GET")
+    except ConfigError as exc:
+        msg = f"{spec.file}: lookup[{index}]: {exc}"
+        raise ConfigError(msg) from exc
     except ImportError as exc:
         msg = (
             f"{spec.file}: lookup[{index}].type: lookup type {lk.type!r} needs "

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
+import os
+import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, NoReturn, cast, final
 
+from .._paths import shown
 from ..errors import ConfigError
 from ..operator import OutputMode
+from ._dsn import dsn_problem
 from ._spec import (
     EPOCH_FORMATS,
     CacheSpec,
@@ -44,6 +49,8 @@ _LOOKUP_FIELDS: Final[dict[str, dict[str, bool]]] = {
     "redis": {"url": True, "key_prefix": False, "value": False, "pool_size": False},
     "http": {"url": True, "method": False},
 }
+# A key TOML writes without quotes; others are shown quoted, as in the file ("", "a b").
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 # The largest pool_size each factory accepts (lookups.postgres: 1..100); absent: no bound.
 _MAX_POOL_SIZE: Final[dict[str, int]] = {"postgres": 100}
 
@@ -84,7 +91,8 @@ class _Table:
                 self.fail(self.field(key), f"unknown key; {hint}(allowed: {', '.join(allowed)})")
 
     def field(self, key: str) -> str:
-        return f"{self.name}.{key}" if self.name else key
+        shown = key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+        return f"{self.name}.{shown}" if self.name else shown
 
     def fail(self, field: str, problem: str) -> NoReturn:
         msg = f"{self.file}: {field}: {problem}"
@@ -161,13 +169,24 @@ class _Table:
         text = self.text(key, required=required)
         if text is None:
             return None
-        path = Path(text).expanduser()
+        path = self.location(key, text)
+        try:
+            if must_exist and not path.is_file():
+                self.fail(self.field(key), f"no such file: {shown(path)}")
+            if not must_exist and not path.parent.is_dir():
+                self.fail(self.field(key), f"directory does not exist: {shown(path.parent)}")
+        except OSError as exc:  # e.g. a name too long for the file system
+            self.fail(self.field(key), f"not a usable path: {exc.strerror or exc}")
+        return path
+
+    def location(self, key: str, text: str) -> Path:
+        """``text`` as an absolute path (``~`` expanded; relative to the job file's folder)."""
+        if "\x00" in text:
+            self.fail(self.field(key), "not a usable path: it contains a NUL character")
+        # os.path.expanduser leaves "~unknown-user" as it is; Path.expanduser raises.
+        path = Path(os.path.expanduser(text))
         if not path.is_absolute():
             path = self.file.parent.absolute() / path
-        if must_exist and not path.is_file():
-            self.fail(self.field(key), f"no such file: {path}")
-        if not must_exist and not path.parent.is_dir():
-            self.fail(self.field(key), f"directory does not exist: {path.parent}")
         return path
 
     def table(self, key: str, allowed: tuple[str, ...]) -> _Table | None:
@@ -301,6 +320,10 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
             values[key] = lk.integer(key, minimum=1, maximum=_MAX_POOL_SIZE.get(type_))
         else:
             values[key] = lk.text(key, required=required, allow_empty=key == "key_prefix")
+    for key in ("dsn", "url"):
+        problem = dsn_problem(type_, values[key]) if values.get(key) else None
+        if problem is not None:
+            lk.fail(lk.field(key), problem)
     if values.get("schema") is not None and "\x00" in values["schema"]:
         lk.fail(lk.field("schema"), "must not contain a NUL character")
     if type_ == "redis" and values["value"] is not None:
@@ -398,10 +421,7 @@ def _checkpoint(top: _Table) -> CheckpointSpec | None:
     if cp is None:
         return None
     interval = cp.number("interval", positive=True, required=True)
-    text = cp.text("dir") or ".asyncwait/checkpoints"
-    directory = Path(text).expanduser()
-    if not directory.is_absolute():
-        directory = top.file.parent.absolute() / directory
+    directory = cp.location("dir", cp.text("dir") or ".asyncwait/checkpoints")
     return CheckpointSpec(interval=interval, dir=directory)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
 from .._checks import check_int
+from .._paths import Access, PathUse
 from .._reprs import short_repr
 from ..errors import BadInputError, ConfigError
 from ._base import Row, TableState, check_identifiers, import_driver, quote_identifier
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ("SqliteStatistics", "SqliteTable", "sqlite")
 
+# The files SQLite may keep beside a database: rollback journal, write-ahead log, its index.
+_COMPANIONS = ("-journal", "-wal", "-shm")
 # Keys per get_many statement: two parameters each, far below SQLite's variable limit (999
 # before 3.32, 32766 since).
 _CHUNK = 250
@@ -215,6 +218,19 @@ class SqliteTable(SqlTable):
                     yield row[0], dict(zip(columns, row[1:], strict=True))
 
     # ------------------------------------------------------------------ introspection
+
+    def paths(self) -> tuple[PathUse, ...]:
+        """The database file and the files SQLite keeps beside it (journal, WAL, shared memory).
+
+        The job refuses to start when an output is one of them: writing there would corrupt
+        the database.
+        """
+        field = f"lookup {self.name}"
+        uses = [PathUse(field, self._path, Access.READ)]
+        for suffix in _COMPANIONS:
+            companion = self._path.with_name(self._path.name + suffix)
+            uses.append(PathUse(field, companion, Access.READ, detail=f"its {suffix} file"))
+        return tuple(uses)
 
     def statistics(self) -> SqliteStatistics:
         """Return the current counters."""

@@ -15,8 +15,14 @@ A value a sink cannot write is *bad input*, not a failure: a value JSON cannot r
 ``datetime``, a ``set``, ``NaN``...), or for CSV a value that is not a dict or whose keys
 differ from the header. The sink routes it to the job's errors file, naming the element,
 and goes on.
+
+A sink declares the files it writes with ``paths()`` (:class:`PathUse` values): the job
+refuses to start when one of them is an input or another output, and locks each against a
+second run while it runs.
 """
 
+from .._paths import Access as Access
+from .._paths import PathUse as PathUse
 from .._rejects import Reject as Reject
 from ._base import Sink as Sink
 from ._collect import CollectSink as CollectSink
@@ -25,4 +31,14 @@ from ._files import csv as csv
 from ._files import jsonl as jsonl
 from ._text import stdout as stdout
 
-__all__ = ("CollectSink", "Reject", "Sink", "collect", "csv", "jsonl", "stdout")
+__all__ = (
+    "Access",
+    "CollectSink",
+    "PathUse",
+    "Reject",
+    "Sink",
+    "collect",
+    "csv",
+    "jsonl",
+    "stdout",
+)

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import Any
 
+from .._paths import PathUse
 from .._rejects import Reject
 from ..elements import Record, StreamElement
 from ..errors import BadInputError
@@ -51,6 +52,15 @@ class Sink(ABC):
     def result(self) -> Any:
         """What the job's result reports for this sink (``None`` by default)."""
         return None
+
+    def paths(self) -> tuple[PathUse, ...]:
+        """The files this sink writes (none by default), for the job's checks before it runs.
+
+        The job refuses to start when one of them is an input or another output, and locks
+        each against a second run (see ``docs/fault-tolerance.md``). A sink writing files
+        should list them; it must not open them here.
+        """
+        return ()
 
     # Checkpointing: a two-phase commit, as Flink's TwoPhaseCommitSinkFunction. The
     # defaults keep nothing, so a sink that does not override them is at-least-once.

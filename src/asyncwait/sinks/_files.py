@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any, final
 
 from .._faults import crash_point
+from .._paths import Access, PathUse
 from ..errors import ClosedError, ConfigError
 from ._base import Sink
 from ._formats import CsvFormat, Format, JsonlFormat, check_delimiter
@@ -147,6 +148,9 @@ class _FileSink(TextSink):
             with contextlib.suppress(OSError):
                 if part.stat().st_size == 0:
                     part.unlink()  # nothing uncommitted: leave no empty part behind
+
+    def paths(self) -> tuple[PathUse, ...]:
+        return (PathUse(f"sink {self.name!r}", self.path, Access.WRITE),)
 
     def __repr__(self) -> str:
         return f"<FileSink {self.name!r} written {self.written}>"

@@ -14,8 +14,13 @@ is a :class:`~asyncwait.ConfigError` naming the path, raised by ``open`` before 
 
 Files are read in large chunks with plain blocking reads (short for local files); standard
 input that is a pipe or a terminal is read without blocking the event loop.
+
+A source declares the files it reads with ``paths()`` (:class:`PathUse` values), so that a
+job never writes one of them.
 """
 
+from .._paths import Access as Access
+from .._paths import PathUse as PathUse
 from .._rejects import Reject as Reject
 from ._base import Source as Source
 from ._collection import collection as collection
@@ -23,4 +28,4 @@ from ._csv import csv as csv
 from ._jsonl import jsonl as jsonl
 from ._stdin import stdin as stdin
 
-__all__ = ("Reject", "Source", "collection", "csv", "jsonl", "stdin")
+__all__ = ("Access", "PathUse", "Reject", "Source", "collection", "csv", "jsonl", "stdin")

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from .._paths import PathUse
 from .._rejects import Reject
 from ..elements import Record, StreamElement
 from ..errors import BadInputError
@@ -119,6 +120,15 @@ class Source(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook; the default has nothing to release
         """Release what :meth:`open` acquired; idempotent."""
+
+    def paths(self) -> tuple[PathUse, ...]:
+        """The files this source reads (none by default), for the job's checks before it runs.
+
+        The job refuses to start when an output (a sink, the errors file, the checkpoint
+        folder) is one of them. A source reading files should list them; it must not open
+        them here.
+        """
+        return ()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} line {self.line} offset {self.offset}>"

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO, Final, final
 
+from .._paths import Access, PathUse
 from ..errors import ConfigError
 
 CHUNK: Final = 1 << 20  # bytes per read
@@ -35,6 +36,10 @@ class Input(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    def paths(self) -> tuple[PathUse, ...]:
+        """The files this input reads (none: standard input)."""
+        return ()
 
 
 def _open_binary(file: Path | int) -> IO[bytes]:
@@ -74,6 +79,9 @@ class FileInput(Input):
         file, self._file = self._file, None
         if file is not None:
             file.close()
+
+    def paths(self) -> tuple[PathUse, ...]:
+        return (PathUse(f"{self._what} {str(self.path)!r}", self.path, Access.READ),)
 
 
 @final

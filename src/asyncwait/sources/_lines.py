@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from .._codec import long_digits
+from .._paths import PathUse
 from .._rejects import Reject
 from ..errors import BadInputError, ConfigError
 from ._base import Source, reject_nothing
@@ -70,6 +71,9 @@ class LineSource(Source):
 
     async def close(self) -> None:
         await self._input.close()
+
+    def paths(self) -> tuple[PathUse, ...]:
+        return self._input.paths()
 
     async def _fill(self) -> bool:
         """Make the next lines available; False at the end of the input."""
