@@ -14,10 +14,12 @@ from typing import Any, Final, TypeAlias, final
 __all__ = (
     "ANY_EXCEPTION",
     "EMPTY_RESULT",
+    "MISSING_ROW",
     "NO_RETRY",
     "ExceptionPredicate",
     "ExponentialBackoff",
     "FixedDelay",
+    "MissedRow",
     "NoRetry",
     "ResultPredicate",
     "RetryStrategy",
@@ -40,6 +42,31 @@ def _any_exception(exc: BaseException) -> bool:
 
 EMPTY_RESULT: Final[ResultPredicate] = _empty_result
 """Result predicate: retry when the result list is empty."""
+
+
+class MissedRow(list[Any]):
+    """The outputs of a lookup that found no row: a list like any other, marked.
+
+    A lookup join returns it for a key without a row (its left-join output, or nothing
+    for an inner join), so that :data:`MISSING_ROW` can ask again: Flink's ``lookup_miss``
+    retry, for dimension rows that arrive shortly after their events.
+    """
+
+    __slots__ = ()
+
+
+def _missing_row(result: Sequence[Any]) -> bool:
+    return isinstance(result, MissedRow)
+
+
+MISSING_ROW: Final[ResultPredicate] = _missing_row
+"""Result predicate: retry a lookup that found no row (``retry = { ..., on_miss = true }``).
+
+After the last retry a miss is a normal miss (the left join's event, unchanged).
+
+>>> MISSING_ROW(MissedRow([{"userID": "user_9"}])), MISSING_ROW([{"age": 22}])
+(True, False)
+"""
 
 ANY_EXCEPTION: Final[ExceptionPredicate] = _any_exception
 """Exception predicate: retry on any :class:`Exception` (never on cancellation)."""
