@@ -161,7 +161,7 @@ class Key:
 
     def create(self) -> None:
         """Load the key, or create one (blocking): 32 random bytes, mode 0600."""
-        if self.load():
+        if self._secret is not None or self.load():
             return
         secret = secrets.token_bytes(_KEY_SIZE)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -242,8 +242,8 @@ class Job:
 
     def _load_checkpoint(self, config: CheckpointConfig) -> Checkpoint | None:
         """The checkpoint to resume from, or None; refuses one of another topology."""
+        # clear() and latest() first refuse folders another user could write.
         store = CheckpointStore(config.dir, self.name, config.keep)
-        store.check()  # before anything is deleted (--fresh) or read
         topology = self.topology()
         for pipeline in self.pipelines:
             if not pipeline.source.replayable:
