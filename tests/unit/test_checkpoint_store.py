@@ -282,3 +282,12 @@ def test_a_fresh_start_keeps_the_key(tmp_path: Path) -> None:
     latest = again.latest()
     assert latest is not None
     assert latest.id == 2
+
+
+def test_an_unreadable_key_is_refused(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, "job", keep=3)
+    save(store, make(1))
+    (store.dir / "KEY").unlink()
+    (store.dir / "KEY").mkdir(mode=0o700)
+    with pytest.raises(ConfigError, match=r"cannot read the job's key '.*KEY'"):
+        CheckpointStore(tmp_path, "job", keep=3).latest()

@@ -149,7 +149,11 @@ class Key:
         """
         if check_private(self.path, secret=True) is None:
             return False
-        secret = self.path.read_bytes()
+        try:
+            secret = self.path.read_bytes()
+        except OSError as exc:
+            msg = f"checkpoint_dir: cannot read the job's key {str(self.path)!r}: {exc}"
+            raise ConfigError(msg) from exc
         if len(secret) != _KEY_SIZE:
             msg = (
                 f"checkpoint_dir: the job's key {str(self.path)!r} is damaged ({len(secret)} "

@@ -94,8 +94,8 @@ class FileInput(Input):
         if last is not None and last[0] == offset:
             return last[1]  # a source that ended is asked again at every checkpoint
         file = self._file
-        if file is None:
-            return None
+        if file is None or not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return None  # a named pipe, a device: nothing to read again
         taken = fingerprint(file.fileno(), offset)
         self._last = (offset, taken)
         return taken
