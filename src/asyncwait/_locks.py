@@ -41,7 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, final
 
-from ._paths import Access, Resolved, shown
+from ._paths import Access, Resolved, make_private_dirs, shown
 from .errors import ConfigError
 
 __all__ = ("FOLDER_LOCK", "Lock", "Locks", "holder_of", "lock_file", "lock_outputs")
@@ -245,7 +245,7 @@ def lock_outputs(outputs: Iterable[Resolved], *, owner: str) -> Locks:
             seen.add(path)
             if output.use.folder:
                 try:
-                    output.real.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    make_private_dirs(output.real)
                 except OSError as exc:
                     where = shown(output.real)
                     msg = (

@@ -26,6 +26,7 @@ asyncwait.errors.ConfigError: job.toml: sink.path and source.path are the same f
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import stat
@@ -43,6 +44,7 @@ __all__ = (
     "Resolved",
     "check_no_alias",
     "check_outputs",
+    "make_private_dirs",
     "output_problem",
     "paths_of",
     "resolve",
@@ -271,3 +273,22 @@ def check_outputs(uses: Sequence[PathUse], *, owner: str) -> None:
         if problem is not None:
             msg = f"{_prefix(owner)}{use.label}: {problem}"
             raise ConfigError(msg)
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each ``0700`` (blocking).
+
+    Raises:
+        OSError: a folder cannot be created.
+    """
+    missing: list[Path] = []
+    at = path
+    while not at.exists():
+        missing.append(at)
+        if at.parent == at:
+            break
+        at = at.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # created meanwhile: checked by the caller
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)  # whatever the umask left

@@ -16,7 +16,8 @@ The hierarchy::
     └── InternalError               a broken invariant: a bug in asyncwait
 
     UserWarning
-    └── CheckpointWarning           a checkpoint could not be used and was skipped
+    └── CheckpointWarning           a damaged checkpoint was skipped, or a resume cannot be
+                                    fully checked
 
 *Closed* (:class:`ClosedError`, we closed it) is kept apart from *broken*
 (:class:`AsyncFunctionError`, the outside world failed).
@@ -165,4 +166,8 @@ class InternalError(AsyncWaitError):
 
 
 class CheckpointWarning(UserWarning):
-    """A checkpoint could not be used (corrupt, partial, unreadable) and was skipped."""
+    """A checkpoint was skipped (corrupt, partial, unreadable), or a resume cannot be checked.
+
+    A checkpoint the job did not write (no valid HMAC) is not skipped with a warning but
+    refused with a :class:`ConfigError`.
+    """

@@ -74,8 +74,10 @@ class StreamEnvironment:
         name: the job's name, in messages and results.
         errors_path: the errors file (JSONL, one bad element per line: ``source``,
             ``line``, ``raw``, ``reason``, ``operator`` for later steps), created when the job
-            starts; ``None`` only counts them (the first few are in ``JobResult``).
-        max_errors: more than this many bad elements fail the job; ``None``: no limit.
+            starts; ``None`` only counts them (the first few are in ``JobResult``). With
+            checkpointing it is committed with the checkpoints, exactly once.
+        max_errors: more than this many bad elements fail the job (with checkpointing,
+            counting those the runs it resumes committed); ``None``: no limit.
         buffer_size: elements per batch between stages (each channel holds about that
             many); bounds how far the source reads ahead of a slow sink.
         checkpoints_kept: how many complete checkpoints to keep (>= 1).

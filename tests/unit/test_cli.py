@@ -165,6 +165,7 @@ def test_checkpoint_settings_are_used(data_dir: Path, capsys: pytest.CaptureFixt
     assert json.loads(summary_path.read_text())["checkpoints"]["last"] == 2
     assert main(["run", "--quiet", "--fresh", str(job)]) == 0
     assert sorted(p.name for p in (data_dir / "cp" / "enrich").iterdir()) == [
+        "KEY",  # the job's key stays
         "MANIFEST.json",
         "chk-000001.ckpt",  # --fresh deleted the earlier ones
     ]

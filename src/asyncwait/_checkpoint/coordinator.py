@@ -6,7 +6,8 @@ Aligned checkpoints, as Flink's for a chain of tasks::
               ─► each operator stage, when barrier n arrives: saves its steps' state and
                  its operator's snapshot_state() (the inputs still in flight), passes it on
               ─► each sink stage: saves its steps' state, sink.pre_commit(n)
-    every stage acknowledged ─► checkpoint file written (atomic, fsync) ─► sink.commit(n)
+    every stage acknowledged ─► the job prepares its own outputs (the errors file's part)
+              ─► checkpoint file written (atomic, fsync) ─► sink.commit(n), errors commit
 
 Everything before barrier n in a channel is reflected in the states the stages downstream
 save for n, and nothing after it, so the saved states fit together. Once a source has
@@ -83,6 +84,13 @@ class JobView(Protocol):
 
     def counters(self) -> dict[str, int]:
         """The job's counters, saved with each checkpoint."""
+        ...
+
+    async def prepare(self, checkpoint_id: int) -> Any:
+        """Every stage acknowledged ``checkpoint_id``: prepare the job's own outputs.
+
+        Returns their state (picklable), saved with the checkpoint.
+        """
         ...
 
     async def commit(self, checkpoint_id: int) -> None:
@@ -175,16 +183,19 @@ class Coordinator:
                 self._reach(pipeline, n)
             await complete
             job = self.job
+            stages = [self._acks[i] for i in range(job.stage_count())]
+            self._acks = {}
+            errors = await job.prepare(n)
             checkpoint = Checkpoint(
                 id=n,
                 job=job.name,
                 topology=self.topology,
                 finished=final,
                 created=now(),
-                stages=[self._acks[i] for i in range(job.stage_count())],
+                stages=stages,
                 counters=job.counters(),
+                errors=errors,
             )
-            self._acks = {}
             try:
                 data = CheckpointStore.encode(checkpoint)
             except (pickle.PicklingError, TypeError, AttributeError) as exc:

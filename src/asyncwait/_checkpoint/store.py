@@ -1,18 +1,23 @@
-"""Checkpoint files: written atomically, checked on load, the last few kept (private).
+"""Checkpoint files: authenticated, atomic, checked on load, the last few kept (private).
 
-Layout under ``checkpoint_dir``, one folder per job name::
+Layout under ``checkpoint_dir``, one folder per job name (folders 0700, files 0600)::
 
     <checkpoint_dir>/<job>/chk-000012.ckpt   one complete checkpoint each
+    <checkpoint_dir>/<job>/KEY               the job's key: authenticates its checkpoints
     <checkpoint_dir>/<job>/MANIFEST.json     the ids kept, newest last (a hint for people)
 
-A checkpoint file is a header line, the payload's length and SHA-256, then the payload (a
-pickle of :class:`Checkpoint`). It is written to a temporary file, fsynced, renamed into
-place and the folder fsynced, so a file named ``chk-*.ckpt`` is complete unless the disk
-lied; a truncated or altered file fails its length or hash check and is skipped with a
-warning, falling back to the one before.
+A checkpoint file is a header line, the payload's length, its SHA-256 and an HMAC-SHA256
+under the job's key (of the header line, the checkpoint's id, the length and the SHA-256),
+then the payload (a pickle of :class:`Checkpoint`). It is written to a temporary file,
+fsynced, renamed into place and the folder fsynced, so a file named ``chk-*.ckpt`` is
+complete unless the disk lied; a truncated or altered file fails its length or hash check
+and is skipped with a warning, falling back to the one before.
 
-Pickle, because in-flight elements are arbitrary Python values: load checkpoints only from
-a folder you trust, as you would the job's own code.
+Pickle, because in-flight elements are arbitrary Python values; and since unpickling runs
+code, nothing is unpickled unless its HMAC proves this job wrote it, in folders only this
+user can write (see :mod:`.secure`). A well-formed file without a valid HMAC (planted,
+or from an asyncwait before authentication) is refused, not skipped: skipping it would
+silently resume from an older state.
 """
 
 from __future__ import annotations
@@ -32,11 +37,15 @@ from typing import Any, Final, final
 
 from .._faults import crash_point
 from ..errors import CheckpointWarning, ConfigError
+from .secure import Key, check_private, create_private_file, make_private_dirs
 
 __all__ = ("Checkpoint", "CheckpointConfig", "CheckpointStore", "now")
 
-_MAGIC: Final = b"ASYNCWAIT-CHECKPOINT 1\n"
+_MAGIC: Final = b"ASYNCWAIT-CHECKPOINT 2\n"
+_UNSIGNED: Final = b"ASYNCWAIT-CHECKPOINT 1\n"  # before checkpoints were authenticated
 _LENGTH: Final = struct.Struct(">Q")
+_HEAD: Final = len(_MAGIC) + _LENGTH.size + 32 + 32  # magic, length, SHA-256, HMAC
+_FRESH: Final = "start over with --fresh (StreamEnvironment(..., fresh=True))"
 _NAME: Final = re.compile(r"^chk-(\d{6,})\.ckpt$")
 _MANIFEST: Final = "MANIFEST.json"
 
@@ -72,6 +81,8 @@ class Checkpoint:
         created: wall-clock time of completion (seconds since the epoch).
         stages: each stage's state, by stage index.
         counters: events in and out and bad elements so far.
+        errors: the errors file's commit state (what it holds once this checkpoint
+            commits), ``None`` for a job without one.
     """
 
     id: int
@@ -81,6 +92,7 @@ class Checkpoint:
     created: float
     stages: list[Any] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    errors: Any = None
 
 
 def _safe_name(job: str) -> str:
@@ -112,9 +124,21 @@ class CheckpointStore:
         self.job = job
         self.dir = root / _safe_name(job)
         self.keep = keep
+        self.key = Key(self.dir)
 
     def __repr__(self) -> str:
         return f"<CheckpointStore {str(self.dir)!r} keep {self.keep}>"
+
+    def check(self) -> None:
+        """Refuse folders another user could write to; load the job's key (blocking).
+
+        Raises:
+            ConfigError: ``checkpoint_dir``, the job's folder or its key is owned by another
+                user or writable by the group or others (the key: accessible to them).
+        """
+        check_private(self.root)
+        if check_private(self.dir) is not None and not self.key.exists:
+            self.key.load()
 
     def ids(self) -> list[int]:
         """The ids of the checkpoint files present, oldest first."""
@@ -135,20 +159,32 @@ class CheckpointStore:
 
     @staticmethod
     def encode(checkpoint: Checkpoint) -> bytes:
-        """The file contents for ``checkpoint`` (call it where the state cannot change)."""
-        payload = pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL)
-        return _MAGIC + _LENGTH.pack(len(payload)) + hashlib.sha256(payload).digest() + payload
+        """The payload for ``checkpoint`` (call it where the state cannot change)."""
+        return pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def write(self, checkpoint_id: int, data: bytes) -> Path:
-        """Write ``data`` as checkpoint ``checkpoint_id``, durably and atomically (blocking)."""
+    def _signed(self, checkpoint_id: int, length: bytes, digest: bytes) -> bytes:
+        """What the HMAC covers: the format, the checkpoint's id, the payload's length and hash."""
+        return _MAGIC + _LENGTH.pack(checkpoint_id) + length + digest
+
+    def write(self, checkpoint_id: int, payload: bytes) -> Path:
+        """Write ``payload`` as checkpoint ``checkpoint_id``, durably and atomically (blocking).
+
+        The job's folder (0700) and key (0600) are created by the first write.
+        """
+        self.check()  # before anything is created in there
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.dir)
         except OSError as exc:
             msg = f"checkpoint_dir {str(self.root)!r}: cannot create {str(self.dir)!r}: {exc}"
             raise ConfigError(msg) from exc
+        self.key.create()
+        length = _LENGTH.pack(len(payload))
+        digest = hashlib.sha256(payload).digest()
+        mac = self.key.sign(self._signed(checkpoint_id, length, digest))
+        data = _MAGIC + length + digest + mac + payload
         final = self.path(checkpoint_id)
         temp = self.dir / f".{final.name}.tmp"
-        with open(temp, "wb") as file:
+        with open(create_private_file(temp), "wb") as file:
             half = len(data) // 2
             file.write(data[:half])
             file.flush()
@@ -168,7 +204,7 @@ class CheckpointStore:
             {"job": self.job, "latest": ids[-1] if ids else None, "checkpoints": ids}, indent=1
         )
         temp = self.dir / f".{_MANIFEST}.{os.getpid()}.tmp"
-        with open(temp, "w", encoding="utf-8") as file:
+        with open(create_private_file(temp), "w", encoding="utf-8") as file:
             file.write(text + "\n")
             file.flush()
             os.fsync(file.fileno())
@@ -188,7 +224,12 @@ class CheckpointStore:
         self._write_manifest()
 
     def clear(self) -> None:
-        """Delete every checkpoint of the job (a fresh start)."""
+        """Delete every checkpoint of the job (a fresh start); the key stays.
+
+        Raises:
+            ConfigError: the folders are not private to this user (see :meth:`check`).
+        """
+        self.check()
         for old in self.ids():
             with contextlib.suppress(FileNotFoundError):
                 self.path(old).unlink()
@@ -198,29 +239,57 @@ class CheckpointStore:
     # ------------------------------------------------------------------ reading
 
     def read(self, checkpoint_id: int) -> Checkpoint:
-        """Read and check one checkpoint.
+        """Read, check and authenticate one checkpoint; unpickle it only then.
 
         Raises:
+            ConfigError: the file is not private to this user, or is well formed but not
+                authenticated by the job's key (planted, or written before checkpoints
+                were authenticated): it is never unpickled.
             ValueError: the file is truncated, altered or not a checkpoint of this job.
             OSError: it cannot be read.
         """
-        data = self.path(checkpoint_id).read_bytes()
-        head = len(_MAGIC) + _LENGTH.size + 32
+        path = self.path(checkpoint_id)
+        check_private(path)
+        data = path.read_bytes()
+        if data.startswith(_UNSIGNED):
+            msg = (
+                f"checkpoint_dir: {str(path)!r} was written by an older asyncwait, without "
+                f"authentication, so it is not loaded (loading runs code from it); {_FRESH}"
+            )
+            raise ConfigError(msg)
         if not data.startswith(_MAGIC):
             msg = "not an asyncwait checkpoint (bad header)"
             raise ValueError(msg)
-        if len(data) < head:
+        if len(data) < _HEAD:
             msg = f"truncated: {len(data)} bytes"
             raise ValueError(msg)
-        (length,) = _LENGTH.unpack_from(data, len(_MAGIC))
-        digest = data[len(_MAGIC) + _LENGTH.size : head]
-        payload = data[head:]
-        if len(payload) != length:
-            msg = f"truncated or padded: payload of {len(payload)} bytes, header says {length}"
+        at = len(_MAGIC)
+        length = data[at : at + _LENGTH.size]
+        digest = data[at + _LENGTH.size : at + _LENGTH.size + 32]
+        mac = data[_HEAD - 32 : _HEAD]
+        payload = data[_HEAD:]
+        (size,) = _LENGTH.unpack(length)
+        if len(payload) != size:
+            msg = f"truncated or padded: payload of {len(payload)} bytes, header says {size}"
             raise ValueError(msg)
         if hashlib.sha256(payload).digest() != digest:
             msg = "corrupt: the SHA-256 of its contents does not match"
             raise ValueError(msg)
+        if not self.key.exists:
+            msg = (
+                f"checkpoint_dir: {str(path)!r} cannot be authenticated: the job's key "
+                f"{str(self.key.path)!r} is missing, so it is not loaded (loading runs code "
+                f"from it); {_FRESH}"
+            )
+            raise ConfigError(msg)
+        if not self.key.verify(self._signed(checkpoint_id, length, digest), mac):
+            msg = (
+                f"checkpoint_dir: {str(path)!r} was not written by this job (its HMAC does "
+                f"not match the job's key {str(self.key.path)!r}), so it is not loaded "
+                f"(loading runs code from it); delete it if you did not put it there, or "
+                f"{_FRESH}"
+            )
+            raise ConfigError(msg)
         checkpoint = pickle.loads(payload)
         if not isinstance(checkpoint, Checkpoint) or checkpoint.id != checkpoint_id:
             msg = f"its contents are not checkpoint {checkpoint_id}"
@@ -231,10 +300,18 @@ class CheckpointStore:
         return checkpoint
 
     def latest(self) -> Checkpoint | None:
-        """The newest checkpoint that reads back intact; unusable ones are skipped, warning."""
+        """The newest checkpoint that reads back intact; damaged ones are skipped, warning.
+
+        Raises:
+            ConfigError: see :meth:`check` and :meth:`read`: a file that may not be
+                loaded is refused, not skipped.
+        """
+        self.check()
         for checkpoint_id in reversed(self.ids()):
             try:
                 return self.read(checkpoint_id)
+            except ConfigError:
+                raise
             except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
                 warnings.warn(
                     f"job {self.job!r}: checkpoint {str(self.path(checkpoint_id))!r} skipped: "

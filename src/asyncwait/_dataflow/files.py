@@ -72,5 +72,8 @@ def guarded_outputs(
     uses = job_paths(name, pipelines, errors_path=errors_path, checkpoint=checkpoint)
     resolved = check_no_alias(uses, owner=owner)
     check_outputs(uses, owner=owner)
+    if checkpoint is not None:
+        # A folder another user could write is refused before its lock is created in it.
+        CheckpointStore(checkpoint.dir, name, 1).check()
     with lock_outputs(resolved, owner=owner) as locks:
         yield locks

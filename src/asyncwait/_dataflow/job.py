@@ -1,12 +1,14 @@
 """One run of a built job: stages as tasks, checkpoints, failure and shutdown (private).
 
 Opening order (nothing is written before every source opened): the checkpoint to resume
-from (if the job checkpoints), sources (at the saved positions), errors file, operators,
-sinks (which put their output back to what the checkpoint committed); then one task per
-stage, and the checkpoint coordinator. The first exception in any stage (or a
-``max_errors`` overflow anywhere) cancels every stage task. Shutdown, always: wait for the
-cancelled tasks, close every operator, source and sink, close the errors file; then raise
-the first failure, with the element's source line as a note when known.
+from (if the job checkpoints; its folder, key and errors file checked), sources (each
+checks first that its input is the one the checkpoint read, then opens at the saved
+position), errors file, operators, sinks (which put their output back to what the
+checkpoint committed); then one task per stage, and the checkpoint coordinator. The first
+exception in any stage (or a ``max_errors`` overflow anywhere) cancels every stage task.
+Shutdown, always: wait for the cancelled tasks, close every operator, source and sink,
+close the errors file; then raise the first failure, with the element's source line as a
+note when known.
 """
 
 from __future__ import annotations
@@ -88,9 +90,14 @@ class Job:
 
     # ------------------------------------------------------------------ bad input
 
-    def rejecter(self, pipeline: Pipeline, operator: str | None) -> Reject:
-        """The reject function of one source, step or sink of ``pipeline``."""
-        add, source = self.errors.add, pipeline.source.name
+    def _epoch(self, stage: int) -> int:
+        """The last checkpoint whose barrier stage number ``stage`` passed (0: none)."""
+        stages = self.stages
+        return stages[stage].passed if stage < len(stages) else 0
+
+    def rejecter(self, pipeline: Pipeline, operator: str | None, stage: int) -> Reject:
+        """The reject function of one source, step or sink of ``pipeline``, in ``stage``."""
+        add, source, epoch = self.errors.add, pipeline.source.name, self._epoch
 
         def reject(error: BadInputError, record: Record[Any] | None = None, /) -> None:
             if operator is None:
@@ -104,11 +111,20 @@ class Job:
             if raw is None:
                 raw = describe(record.value) if record is not None else ""
             origin = error.source if operator is None and error.source else source
-            add(source=origin, line=line, raw=raw, reason=str(error), operator=operator)
+            add(
+                source=origin,
+                line=line,
+                raw=raw,
+                reason=str(error),
+                operator=operator,
+                epoch=epoch(stage),
+            )
 
         return reject
 
-    def reject_output(self, pipeline: Pipeline, operator: str, rejected: Rejected) -> None:
+    def reject_output(
+        self, pipeline: Pipeline, operator: str, rejected: Rejected, stage: int
+    ) -> None:
         """An async function said its input was bad: route the input aside."""
         error = rejected.error
         self.errors.add(
@@ -117,6 +133,7 @@ class Job:
             raw=error.raw if error.raw is not None else describe(rejected.value),
             reason=str(error),
             operator=operator,
+            epoch=self._epoch(stage),
         )
 
     # ------------------------------------------------------------------ failure
@@ -149,7 +166,8 @@ class Job:
             sourced = True  # records are SourcedRecords until the first async operator
             for spec in pipeline.steps:
                 if isinstance(spec, StepSpec):
-                    reject = self.rejecter(pipeline, spec.name)
+                    # The step is chained into the next stage, whose index this will be.
+                    reject = self.rejecter(pipeline, spec.name, len(self.stages))
                     steps.append(_STEPS[spec.kind](spec.function, spec.name, reject, sourced))
                     continue
                 out = Channel(loop, size, f"{label}/{spec.name}")
@@ -181,17 +199,26 @@ class Job:
         return len(self.pipelines)
 
     def counters(self) -> dict[str, int]:
-        """Events in and out and bad elements so far, saved with each checkpoint."""
+        """Events in and out and bad elements so far, saved with each checkpoint.
+
+        ``errors`` is the errors file's entries once the checkpoint commits, earlier runs'
+        included (what :meth:`prepare` sealed); ``events_in``/``events_out`` are this run's.
+        """
         return {
             "events_in": self.events_in,
             "events_out": self.events_out,
-            "errors": self.errors.count,
+            "errors": self.errors.total,
         }
 
+    async def prepare(self, checkpoint_id: int) -> Any:
+        """Every stage passed barrier ``checkpoint_id``: seal the errors file's part of it."""
+        return await self.errors.seal(checkpoint_id)
+
     async def commit(self, checkpoint_id: int) -> None:
-        """Commit what every sink prepared for ``checkpoint_id``."""
+        """Commit what every sink and the errors file prepared for ``checkpoint_id``."""
         for sink in self.sinks:
             await sink.commit(checkpoint_id)
+        await self.errors.commit(checkpoint_id)
 
     def topology(self) -> list[dict[str, Any]]:
         """The job's shape, which a checkpoint must match to be restored."""
@@ -215,6 +242,7 @@ class Job:
 
     def _load_checkpoint(self, config: CheckpointConfig) -> Checkpoint | None:
         """The checkpoint to resume from, or None; refuses one of another topology."""
+        # clear() and latest() first refuse folders another user could write.
         store = CheckpointStore(config.dir, self.name, config.keep)
         topology = self.topology()
         for pipeline in self.pipelines:
@@ -240,6 +268,10 @@ class Job:
             raise ConfigError(msg)
         if checkpoint is not None and checkpoint.finished:
             checkpoint = None  # that run completed: a new run starts from the beginning
+        if checkpoint is not None:
+            self.errors.check_restore(
+                checkpoint.errors, f"checkpoint {checkpoint.id} in {str(store.dir)!r}"
+            )
         first_id = max([0, *store.ids()]) + 1
         self.coordinator = Coordinator(self, store, config.interval, topology, first_id)
         if checkpoint is not None:
@@ -280,17 +312,24 @@ class Job:
         config = self.checkpoint_config
         checkpoint = None if config is None else self._load_checkpoint(config)
         for index, pipeline in enumerate(self.pipelines):
-            # First, so that a missing input fails the job before any output is touched.
-            reject = self.rejecter(pipeline, None)
+            # First, so that a missing (or replaced) input fails the job before any output
+            # is touched.
+            at = self._source_stage_index(index)
+            reject = self.rejecter(pipeline, None, at)
+            source = pipeline.source
             if checkpoint is None:
-                await pipeline.source.open(reject)
+                await source.open(reject)
             else:
-                position = checkpoint.stages[self._source_stage_index(index)]
-                await pipeline.source.open(
+                position = checkpoint.stages[at]
+                source.check_position(position)
+                await source.open(
                     reject, start_offset=position["offset"], start_line=position["line"] + 1
                 )
-            self._opened_sources.append(pipeline.source)
-        self.errors.open(append=checkpoint is not None)
+            self._opened_sources.append(source)
+        await self.errors.open(
+            transactional=config is not None,
+            restored=None if checkpoint is None else checkpoint.errors,
+        )
         self._build(loop)
         if checkpoint is not None:
             for stage, state in zip(self.stages, checkpoint.stages, strict=True):
@@ -375,7 +414,7 @@ class Job:
             except Exception as exc:
                 problems.append(exc)
         try:
-            self.errors.close()
+            await self.errors.close()
         except Exception as exc:
             problems.append(exc)
         return problems

@@ -28,6 +28,13 @@ _NONE: Final[list[StreamElement]] = []  # an empty default, never modified
 _IDLE, _ROOM, _FEEDING, _ENDING = "idle", "room", "feeding", "ending"
 
 
+def _saved(element: StreamElement) -> StreamElement:
+    """``element`` as a checkpoint keeps it: a record read from a source keeps its line."""
+    if isinstance(element, Watermark) or type(element) is SourcedRecord:
+        return element
+    return plain(element)
+
+
 def rejection(element: StreamElement, error: BadInputError) -> tuple[Any, ...]:
     """The outputs of an element whose async function said its input was bad."""
     assert isinstance(element, Record)  # only records are called
@@ -85,7 +92,7 @@ class OperatorStage(Stage):
         if type(element) is not Watermark:
             value = element.value  # type: ignore[union-attr]
             if type(value) is Rejected:
-                self.job.reject_output(self.pipeline, self.name, value)
+                self.job.reject_output(self.pipeline, self.name, value, self.index)
                 return
         self.out.push(element)
 
@@ -98,8 +105,12 @@ class OperatorStage(Stage):
     def _sourced(self, elements: list[StreamElement]) -> list[StreamElement]:
         if not self.sourced:
             return list(elements)
+        # Saved SourcedRecords keep their lines: a restored element rejected again is
+        # reported with the line it came from.
         return [
-            e if isinstance(e, Watermark) else SourcedRecord(e.value, e.timestamp, None)
+            e
+            if isinstance(e, Watermark | SourcedRecord)
+            else SourcedRecord(e.value, e.timestamp, None)
             for e in elements
         ]
 
@@ -114,11 +125,8 @@ class OperatorStage(Stage):
         inputs = [*self.op.snapshot_state(), *unfed]
         return {
             "steps": [step.snapshot() for step in self.steps],
-            "elements": [e if isinstance(e, Watermark) else plain(e) for e in inputs],
-            "input": [
-                e if isinstance(e, Watermark) else plain(e)
-                for e in (*self.restored_input, *waiting)
-            ],
+            "elements": [_saved(e) for e in inputs],
+            "input": [_saved(e) for e in (*self.restored_input, *waiting)],
         }
 
     def final_state(self) -> Any:
@@ -155,7 +163,7 @@ class OperatorStage(Stage):
         waiting, barrier = taken
         coordinator = self.job.coordinator
         assert coordinator is not None  # only a checkpointing job sends barriers
-        coordinator.ack(barrier.id, self.index, self._snapshot(unfed, waiting))
+        self.acknowledge(coordinator, barrier.id, self._snapshot(unfed, waiting))
         self.out.push_barrier(barrier)
 
     async def run(self) -> None:
@@ -180,7 +188,7 @@ class OperatorStage(Stage):
                     break
                 if type(got) is Barrier:
                     assert coordinator is not None  # only a checkpointing job sends barriers
-                    coordinator.ack(got.id, self.index, self._snapshot())
+                    self.acknowledge(coordinator, got.id, self._snapshot())
                     out.push_barrier(got)
                     continue
                 batch = got

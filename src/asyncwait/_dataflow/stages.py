@@ -39,12 +39,14 @@ class Host(Protocol):
     events_in: int  # the job's counters, kept by the stages
     events_out: int
 
-    def rejecter(self, pipeline: Pipeline, operator: str | None) -> Reject:
-        """The function that routes a bad element of ``operator`` to the errors file."""
+    def rejecter(self, pipeline: Pipeline, operator: str | None, stage: int) -> Reject:
+        """The function that routes a bad element of ``operator`` (in ``stage``) aside."""
         ...
 
-    def reject_output(self, pipeline: Pipeline, operator: str, rejected: Rejected) -> None:
-        """An async function said its input was bad: route the input aside."""
+    def reject_output(
+        self, pipeline: Pipeline, operator: str, rejected: Rejected, stage: int
+    ) -> None:
+        """An async function (in ``stage``) said its input was bad: route the input aside."""
         ...
 
 
@@ -64,12 +66,20 @@ class Stage:
         self.name = name
         self.index = index  # its place in the job: checkpoints key states by it
         self.finished = False  # ran to its end (set in the same step as closing its output)
+        # The last checkpoint whose barrier it passed: what it reports to the errors file
+        # from then on belongs to the next checkpoint.
+        self.passed = 0
 
     async def run(self) -> None:
         raise NotImplementedError
 
     def restore(self, state: Any) -> None:
         """Take the state this stage saved in the checkpoint the job resumes from."""
+
+    def acknowledge(self, coordinator: Coordinator, checkpoint_id: int, state: Any) -> None:
+        """Pass the barrier of ``checkpoint_id``, having saved ``state`` for it."""
+        self.passed = checkpoint_id
+        coordinator.ack(checkpoint_id, self.index, state)
 
     def final_state(self) -> Any:
         """The state to save for a checkpoint taken after this stage ended."""
@@ -133,13 +143,11 @@ class SourceStage(Stage):
     def inject(self, coordinator: Coordinator) -> None:
         """Save the position after everything sent so far and send the barrier behind it."""
         n = self.injected = coordinator.requested
-        source = self.pipeline.source
-        coordinator.ack(n, self.index, {"offset": source.offset, "line": source.line})
+        self.acknowledge(coordinator, n, self.pipeline.source.position())
         self.out.push_barrier(Barrier(n))
 
     def final_state(self) -> Any:
-        source = self.pipeline.source
-        return {"offset": source.offset, "line": source.line}
+        return self.pipeline.source.position()
 
     def explain(self, failure: BaseException) -> None:
         super().explain(failure)
@@ -180,7 +188,7 @@ class SinkStage(Stage):
         self.sink = sink
         self.inp = inp
         self.rejected = 0
-        self._reject = job.rejecter(pipeline, sink.name)
+        self._reject = job.rejecter(pipeline, sink.name, index)
 
     def restore(self, state: Any) -> None:
         for step, saved in zip(self.steps, state["steps"], strict=True):
@@ -210,7 +218,7 @@ class SinkStage(Stage):
             while (batch := await inp.get()) is not None:
                 if type(batch) is Barrier:
                     assert coordinator is not None  # only a checkpointing job sends barriers
-                    coordinator.ack(batch.id, self.index, await self._state(batch.id))
+                    self.acknowledge(coordinator, batch.id, await self._state(batch.id))
                     continue
                 for step in steps:
                     batch = step.process(batch)

@@ -9,22 +9,26 @@
 
 Exit status: 0 success, 1 the job failed, 2 a bad command line or job file. Errors are one
 line on stderr (``error: ...``) naming the file, field, operator or element; ``--debug``
-adds the traceback. Progress and the final summary go to stderr, so a ``stdout`` sink stays
-clean. ``run`` and ``demo`` need rich (``pip install 'asyncwait[cli]'``).
+adds the traceback. Warnings (e.g. a damaged checkpoint skipped) are one line too
+(``warning: ...``), never Python's warning format. Progress and the final summary go to
+stderr, so a ``stdout`` sink stays clean. ``run`` and ``demo`` need rich
+(``pip install 'asyncwait[cli]'``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sqlite3
+import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TextIO
 
 from .. import jobfile
 from .._paths import Access, PathUse, check_outputs
-from ..errors import ConfigError
+from ..errors import CheckpointWarning, ConfigError
 from ..operator import OutputMode
 from .execute import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, execute_job
 
@@ -203,6 +207,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line
+        warnings.simplefilter("always", CheckpointWarning)  # each one says what was skipped
+        return _command(args)
+
+
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Show a warning as one line, ``warning: ...``, without Python's source line."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "validate":
             return _validate(args)

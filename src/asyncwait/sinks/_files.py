@@ -17,16 +17,19 @@ from ._base import Sink
 from ._formats import CsvFormat, Format, JsonlFormat, check_delimiter
 from ._text import BUFFER, TextSink
 
-__all__ = ("csv", "jsonl")
+__all__ = ("csv", "errors_file", "jsonl")
 
 
 @final
 class _FileSink(TextSink):
     """A file sink; transactional (part files, committed by checkpoints) when checkpointing."""
 
-    def __init__(self, path: Path, format: Callable[[], Format]) -> None:
+    def __init__(
+        self, path: Path, format: Callable[[], Format], *, commit_point: str = "commit"
+    ) -> None:
         super().__init__(str(path), format)
         self.path = path
+        self._commit_point = commit_point  # the crash point inside a commit (tests)
         self._transactional = False
         self._restored: dict[str, Any] | None = None
         self._committed = 0  # bytes of the output file that checkpoints committed
@@ -134,7 +137,7 @@ class _FileSink(TextSink):
             with open(self.path, "r+b") as out, open(part, "rb") as src:
                 out.truncate(base)
                 out.seek(base)
-                _copy(src, out, crash=True)
+                _copy(src, out, crash=self._commit_point)
                 os.fsync(out.fileno())
         part.unlink(missing_ok=True)
         self._committed = base + size
@@ -156,14 +159,17 @@ class _FileSink(TextSink):
         return f"<FileSink {self.name!r} written {self.written}>"
 
 
-def _copy(src: IO[bytes], out: IO[bytes], *, crash: bool = False) -> None:
-    """Copy ``src`` to ``out`` from their positions, in large blocks."""
+def _copy(src: IO[bytes], out: IO[bytes], *, crash: str = "") -> None:
+    """Copy ``src`` to ``out`` from their positions, in large blocks.
+
+    ``crash`` names the crash point after the first block (tests kill the process there).
+    """
     first = True
     while block := src.read(BUFFER):
         out.write(block)
         if crash and first:
             out.flush()
-            crash_point("commit")
+            crash_point(crash)
             first = False
 
 
@@ -178,6 +184,14 @@ def jsonl(path: str | os.PathLike[str]) -> Sink:
     'out.jsonl'
     """
     return _FileSink(Path(path), JsonlFormat)
+
+
+def errors_file(path: Path) -> Sink:
+    """The job's errors file: JSONL, written and committed like :func:`jsonl` (private).
+
+    Its commit has the crash point ``errors-commit`` (``commit`` is the output sinks').
+    """
+    return _FileSink(path, JsonlFormat, commit_point="errors-commit")
 
 
 def csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> Sink:

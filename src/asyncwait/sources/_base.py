@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -129,6 +130,30 @@ class Source(ABC):
         them here.
         """
         return ()
+
+    # Checkpointing: where to resume, and whether the input is still the one read.
+
+    def position(self) -> dict[str, Any]:
+        """Where the source is, for a checkpoint taken now (picklable).
+
+        Holds ``offset`` and ``line``, which a resumed run passes to ``open`` as
+        ``start_offset`` and ``start_line - 1``, plus whatever lets :meth:`check_position`
+        tell the input apart from another (a file source: the file's identity and a
+        fingerprint of the bytes before the offset). The default: :attr:`offset` and
+        :attr:`line`.
+        """
+        return {"offset": self.offset, "line": self.line}
+
+    def check_position(self, saved: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Refuse to resume from ``saved`` (a :meth:`position`) when the input is another.
+
+        Called on resume, before ``open`` with ``saved``'s offset and line.
+
+        Raises:
+            ConfigError: the input is not the one ``saved`` was taken on (replaced,
+                truncated, rewritten), naming it and saying to start over with ``--fresh``.
+                The default checks nothing.
+        """
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} line {self.line} offset {self.offset}>"

@@ -67,6 +67,7 @@ class _CsvSource(LineSource):
         self._parser = _csv.reader(self._feed, **self._dialect)
         self._pending: list[bytes] | None = None  # lines of a row whose quoted field is open
         self._pending_line = 0
+        self._pending_offset = 0  # where that row starts
 
     @property
     def header(self) -> tuple[str, ...]:
@@ -114,6 +115,13 @@ class _CsvSource(LineSource):
             return True  # rejected as a whole when it is parsed
         return True
 
+    def _resume_point(self) -> tuple[int, int]:
+        if self._pending is not None:
+            # In the middle of a row whose quoted field spans lines: resume at its start,
+            # not inside it (which would read the rest of the row as rows of their own).
+            return self._pending_offset, self._pending_line - 1
+        return self.offset, self.line
+
     def _take_row(self) -> tuple[bytes, int] | None:
         """The next complete row and its first line, or None when the lines run out."""
         lines, quote = self._lines, self._quote
@@ -127,6 +135,7 @@ class _CsvSource(LineSource):
                 if not raw.count(quote) % 2 or self._complete(raw):
                     return raw, self.line
                 self._pending, self._pending_line = [raw], self.line
+                self._pending_offset = self.offset - len(raw) - self._newline
             else:
                 pending.append(raw)
                 text = b"\n".join(pending)

@@ -13,10 +13,11 @@ import stat
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import IO, Final, final
+from typing import IO, Any, Final, final
 
 from .._paths import Access, PathUse
 from ..errors import ConfigError
+from ._fingerprint import fingerprint, mismatch
 
 CHUNK: Final = 1 << 20  # bytes per read
 
@@ -41,6 +42,13 @@ class Input(ABC):
         """The files this input reads (none: standard input)."""
         return ()
 
+    def fingerprint(self, offset: int) -> dict[str, Any] | None:
+        """What identifies the bytes read up to ``offset`` (``None``: nothing can)."""
+        return None
+
+    def check(self, offset: int, saved: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Refuse to resume at ``offset`` when the input is not the one ``saved`` describes."""
+
 
 def _open_binary(file: Path | int) -> IO[bytes]:
     """Open ``file`` for unbuffered binary reads (opening a local file does not block long)."""
@@ -53,19 +61,66 @@ class FileInput(Input):
         self.path = path
         self._what = what
         self._file: IO[bytes] | None = None
+        self._expected: tuple[int, int] | None = None  # (device, inode) check() accepted
+        self._last: tuple[int, dict[str, Any]] | None = None  # the last fingerprint taken
+
+    def _cannot_open(self, exc: OSError) -> ConfigError:
+        if isinstance(exc, FileNotFoundError):
+            msg = f"{self._what}: no such file: {str(self.path)!r}"
+        elif isinstance(exc, IsADirectoryError):
+            msg = f"{self._what}: cannot open {str(self.path)!r}: it is a folder, not a file"
+        else:
+            msg = f"{self._what}: cannot open {str(self.path)!r}: {exc.strerror or exc}"
+        return ConfigError(msg)
 
     async def open(self) -> None:
         try:
-            self._file = _open_binary(self.path)
-        except FileNotFoundError as exc:
-            msg = f"{self._what}: no such file: {str(self.path)!r}"
-            raise ConfigError(msg) from exc
-        except IsADirectoryError as exc:
-            msg = f"{self._what}: cannot open {str(self.path)!r}: it is a folder, not a file"
-            raise ConfigError(msg) from exc
+            self._file = file = _open_binary(self.path)
         except OSError as exc:
-            msg = f"{self._what}: cannot open {str(self.path)!r}: {exc.strerror or exc}"
-            raise ConfigError(msg) from exc
+            raise self._cannot_open(exc) from exc
+        expected = self._expected
+        if expected is not None:
+            # Replaced between check() and now: refuse as check() would have.
+            status = os.fstat(file.fileno())
+            if (status.st_dev, status.st_ino) != expected:
+                file.close()
+                self._file = None
+                reason = "it was replaced while the job opened it"
+                raise self._changed(reason, 0)
+
+    def _changed(self, reason: str, offset: int) -> ConfigError:
+        msg = (
+            f"{self._what}: {str(self.path)!r} is not the input the checkpoint read: {reason}; "
+            f"resuming would go on from byte {offset:,} of another input. Put the original "
+            "file back, or start over with --fresh (StreamEnvironment(..., fresh=True))."
+        )
+        return ConfigError(msg)
+
+    def fingerprint(self, offset: int) -> dict[str, Any] | None:
+        last = self._last
+        if last is not None and last[0] == offset:
+            return last[1]  # a source that ended is asked again at every checkpoint
+        file = self._file
+        if file is None or not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return None  # a named pipe, a device: nothing to read again
+        taken = fingerprint(file.fileno(), offset)
+        self._last = (offset, taken)
+        return taken
+
+    def check(self, offset: int, saved: dict[str, Any]) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # open() says so, as for any missing input
+        except OSError as exc:
+            raise self._cannot_open(exc) from exc
+        try:
+            reason = mismatch(fd, offset, saved)
+        finally:
+            os.close(fd)
+        if reason is not None:
+            raise self._changed(reason, offset)
+        self._expected = (saved["device"], saved["inode"])
 
     async def read(self) -> bytes:
         assert self._file is not None  # open() ran

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .._codec import long_digits
 from .._paths import PathUse
 from .._rejects import Reject
-from ..errors import BadInputError, ConfigError
+from ..errors import BadInputError, CheckpointWarning, ConfigError
 from ._base import Source, reject_nothing
 from ._inputs import Input, StdinInput
 
@@ -61,6 +63,28 @@ class LineSource(Source):
     @property
     def replayable(self) -> bool:
         return not isinstance(self._input, StdinInput)
+
+    def _resume_point(self) -> tuple[int, int]:
+        """The offset and line a resumed run starts after: a row boundary."""
+        return self.offset, self.line
+
+    def position(self) -> dict[str, Any]:
+        offset, line = self._resume_point()
+        return {"offset": offset, "line": line, "input": self._input.fingerprint(offset)}
+
+    def check_position(self, saved: Mapping[str, Any]) -> None:
+        offset = saved["offset"]
+        fingerprint = saved.get("input")
+        if fingerprint is None:
+            if offset:
+                warnings.warn(
+                    f"{self.name}: the checkpoint cannot tell whether this is the input it "
+                    f"read (it has no fingerprint of it); resuming from byte {offset:,}",
+                    CheckpointWarning,
+                    stacklevel=2,
+                )
+            return
+        self._input.check(offset, fingerprint)
 
     def _seek(self, offset: int, line: int) -> None:
         if offset:
