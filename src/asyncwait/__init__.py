@@ -24,6 +24,7 @@ from .errors import ClosedError as ClosedError
 from .errors import ConfigError as ConfigError
 from .errors import HttpStatusError as HttpStatusError
 from .errors import InternalError as InternalError
+from .errors import LookupFailedError as LookupFailedError
 from .function import AsyncFunction as AsyncFunction
 from .function import RuntimeContext as RuntimeContext
 from .function import threaded as threaded
@@ -64,6 +65,7 @@ __all__ = [
     "InternalError",
     "JobProgress",
     "JobResult",
+    "LookupFailedError",
     "LookupJoin",
     "Metrics",
     "OnError",

@@ -11,7 +11,10 @@ The hierarchy::
     │                               the runtime routes it to the errors file (also a ValueError)
     ├── ClosedError                 our code closed the operator, then it was used again
     ├── CircuitOpenError            a circuit breaker refused the call (never retried)
-    ├── HttpStatusError             an HTTP lookup answered neither 200 (row) nor 404 (miss);
+    ├── LookupFailedError           a lookup table answered what is neither a row nor a miss
+    │   │                           (a body or value it cannot decode); .table. Not bad input:
+    │   │                           retried as the operator's policy says, then the job fails
+    │   └── HttpStatusError         an HTTP lookup answered neither 200 (row) nor 404 (miss);
     │                               .status, .retryable (429, 5xx), .retry_after
     └── InternalError               a broken invariant: a bug in asyncwait
 
@@ -20,7 +23,10 @@ The hierarchy::
                                     fully checked
 
 *Closed* (:class:`ClosedError`, we closed it) is kept apart from *broken*
-(:class:`AsyncFunctionError`, the outside world failed).
+(:class:`AsyncFunctionError`, the outside world failed). *Bad input* (:class:`BadInputError`,
+one malformed event: its own fault, routed aside) is kept apart from a *failed lookup*
+(:class:`LookupFailedError`, the store or its configuration is wrong: every event would
+suffer, so the job must not go on as if it succeeded).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = (
     "ConfigError",
     "HttpStatusError",
     "InternalError",
+    "LookupFailedError",
 )
 
 
@@ -116,7 +123,26 @@ class ClosedError(AsyncWaitError):
     """The object was closed by asyncwait (or by the user) and cannot be used any more."""
 
 
-class HttpStatusError(AsyncWaitError):
+class LookupFailedError(AsyncWaitError):
+    """A lookup table answered something that is neither a row nor a miss.
+
+    The store was reached, but its answer cannot be read: an HTTP 200 whose body is HTML or
+    not JSON, a JSON body of the wrong shape, a Redis value that is not the declared JSON
+    (or a key of the wrong type), a row the driver cannot decode. The event is not at fault
+    (that would be :class:`BadInputError`), so the operator's retry strategy applies, and
+    when retries run out the element fails the job. The table fetches each key once per
+    attempt: a batch failing this way is not asked again key by key.
+
+    Attributes:
+        table: the name of the lookup table (never holding a secret), when known.
+    """
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class HttpStatusError(LookupFailedError):
     """The service answered a lookup with a status other than 200 (row) or 404 (miss).
 
     Attributes:
@@ -128,9 +154,15 @@ class HttpStatusError(AsyncWaitError):
     """
 
     def __init__(
-        self, message: str, *, status: int, url: str, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int,
+        url: str,
+        retry_after: float | None = None,
+        table: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, table=table)
         self.status = status
         self.url = url
         self.retry_after = retry_after

@@ -57,6 +57,14 @@ class AsyncFunction(Generic[IN, OUT]):
     async def close(self) -> None:
         """Release resources; called once when the operator closes."""
 
+    async def end_input(self) -> None:
+        """Called once the input has ended and every output has been emitted.
+
+        The place for checks over the whole input (a lookup join's ``min_match_ratio``):
+        raise to fail the operator's ``end_input`` (and so the job). Not called when the
+        operator failed or was closed before its input ended. The default does nothing.
+        """
+
     async def async_invoke(self, value: IN) -> Iterable[OUT]:
         """Return the outputs for ``value``: an iterable, all emitted together, in order."""
         raise NotImplementedError

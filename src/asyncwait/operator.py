@@ -373,7 +373,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
     async def end_input(self) -> None:
         """Return once every admitted element is complete and everything has been emitted.
 
-        Timers and retries keep running meanwhile.
+        Timers and retries keep running meanwhile. Then the function's ``end_input()`` hook
+        runs (if it has one); what it raises, this raises.
         """
         if self._state is not _State.OPEN or self._failure is not None:
             self._raise_state()
@@ -382,6 +383,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             await emitter.idle()
             if self._state is not _State.OPEN or self._failure is not None:
                 self._raise_state()
+        await self._fn.end_input()
 
     @property
     def waiting_element(self) -> StreamElement | None:

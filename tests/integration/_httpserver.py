@@ -6,6 +6,8 @@ Run as a process (``python -m tests.integration._httpserver --port P [--rows N]
 * ``GET /users/{key}``: the row of ``key`` as a JSON object, or 404.
 * ``POST /users`` with ``{"key": "<key>"}``: the same, for ``method="POST"``.
 * ``POST /users/_batch`` with ``{"keys": [...]}``: ``{"<key>": row or null, ...}``.
+* ``GET /portal/users/{key}``: always 200 with an HTML page (``text/html``), as a captive
+  portal or a proxy's error page answers; counted in ``requests`` like the others.
 
 With ``--token T`` every one of them wants ``Authorization: Bearer T`` (else 401).
 
@@ -120,6 +122,9 @@ async def _one(dim: _Dimension, request: web.Request, key: str) -> web.Response:
     return web.json_response(row)
 
 
+_PORTAL = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Sign in</body></html>"
+
+
 def make_app(rows: int, token: str | None) -> web.Application:
     """The aiohttp application (also usable in-process)."""
     dim = _Dimension(rows, token)
@@ -127,6 +132,10 @@ def make_app(rows: int, token: str | None) -> web.Application:
 
     async def get_user(request: web.Request) -> web.Response:
         return await _one(dim, request, request.match_info["key"])
+
+    async def portal(request: web.Request) -> web.Response:
+        dim.requests[request.match_info["key"]] += 1
+        return web.Response(text=_PORTAL, content_type="text/html")
 
     async def post_user(request: web.Request) -> web.Response:
         body = await request.json()
@@ -165,6 +174,7 @@ def make_app(rows: int, token: str | None) -> web.Application:
 
     app.router.add_post("/users/_batch", batch)
     app.router.add_get("/users/{key}", get_user)
+    app.router.add_get("/portal/users/{key}", portal)
     app.router.add_post("/users", post_user)
     app.router.add_post("/_admin/faults", faults)
     app.router.add_post("/_admin/reset", reset)
@@ -208,6 +218,11 @@ class HttpServer:
     @property
     def url_template(self) -> str:
         return f"{self.base}/users/{{key}}"
+
+    @property
+    def portal_template(self) -> str:
+        """A per-key URL answering every key 200 with an HTML page."""
+        return f"{self.base}/portal/users/{{key}}"
 
     @property
     def batch_url(self) -> str:

@@ -28,7 +28,7 @@ from asyncwait import (
 )
 from asyncwait.function import AsyncFunction, RuntimeContext
 from asyncwait.join import LookupJoin
-from asyncwait.lookups import HttpStatusError
+from asyncwait.lookups import HttpStatusError, LookupFailedError
 
 from ._httpserver import TOKEN, HttpServer, start_http_server, user_row
 from ._system import free_port
@@ -215,13 +215,15 @@ async def test_lookup_join_in_every_mode(
 
 @pytest.mark.parametrize("fault", ["malformed", "non_object"])
 @pytest.mark.parametrize("batch", [False, True], ids=["per-key", "batch-endpoint"])
-async def test_a_bad_response_is_isolated_to_its_key(
+async def test_a_bad_response_is_a_failed_lookup_asked_once(
     service: HttpServer, fault: str, batch: bool, tmp_path: Path
 ) -> None:
+    # A body the table cannot read is the service's fault, not the event's: not bad input
+    # (no errors file entry, no "succeeded"), and the batch is not asked again key by key.
     service.faults(**{fault: ["user_5"]})
     events = [{"userID": f"user_{i}", "n": i} for i in range(30)]
     env = StreamEnvironment(errors_path=tmp_path / "errors.jsonl")
-    out = (
+    (
         env.from_collection(events)
         .lookup_join(
             lookups.http(service.url_template, batch_url=service.batch_url if batch else None),
@@ -230,13 +232,24 @@ async def test_a_bad_response_is_isolated_to_its_key(
         )
         .sink_to(sinks.collect())
     )
-    result = await env.execute_async()
-    assert result.errors == 1
-    assert sorted(e["n"] for e in out.values) == [i for i in range(30) if i != 5]
-    reason = json.loads((tmp_path / "errors.jsonl").read_text())["reason"]
-    assert "'user_5'" in reason
-    assert f"127.0.0.1:{service.port}/users/user_5" in reason
-    assert ("malformed JSON" if fault == "malformed" else "not an object") in reason
+    with pytest.raises(AsyncFunctionError) as info:
+        await env.execute_async()
+    cause = info.value.__cause__
+    assert isinstance(cause, LookupFailedError)
+    assert cause.table == lookups.http(service.url_template).name
+    reason = str(cause)
+    if batch:
+        assert f"127.0.0.1:{service.port}/users/_batch" in reason
+        assert ("not JSON" if fault == "malformed" else "expected a JSON object or null") in reason
+        assert service.stats()["requests"] == {}
+    else:
+        assert "'user_5'" in reason
+        assert f"127.0.0.1:{service.port}/users/user_5" in reason
+        assert ("is not JSON" if fault == "malformed" else "not an object") in reason
+        requests = service.stats()["requests"]
+        assert requests["user_5"] == 1
+        assert set(requests.values()) == {1}  # each key asked once, none again alone
+    assert (tmp_path / "errors.jsonl").read_text() == ""
 
 
 # --------------------------------------------------------------------------- faults

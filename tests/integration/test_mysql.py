@@ -24,6 +24,7 @@ from asyncwait import (
     BadInputError,
     ClosedError,
     ConfigError,
+    LookupFailedError,
     OutputMode,
     Record,
     RuntimeContext,
@@ -269,35 +270,33 @@ async def test_a_malformed_row_names_key_and_table(my: MariaDB) -> None:
     await table.open()
     try:
         assert await table.get("ok") == {"user_id": "ok", "born": dt.date(2016, 6, 6)}
-        with pytest.raises(BadInputError) as info:
+        # The stored row is at fault, not the key: a failed lookup, not bad input.
+        with pytest.raises(LookupFailedError) as info:
             await table.get("bad")
         text = str(info.value)
         assert "the row of key 'bad' in table 'dim_bad' is malformed" in text
         assert "column 'born' (DATE) holds '0000-00-00'" in text
-        with pytest.raises(BadInputError, match="key 'bad' in table 'dim_bad'"):
+        with pytest.raises(LookupFailedError, match="key 'bad' in table 'dim_bad'"):
             await table.get_many(["ok", "bad"])
-        with pytest.raises(BadInputError, match="key 'bad' in table 'dim_bad'"):
+        with pytest.raises(LookupFailedError, match="key 'bad' in table 'dim_bad'"):
             _ = [item async for item in table.scan()]
         assert await table.get("ok2") is not None  # the connection survived
     finally:
         await table.close()
 
 
-async def test_a_malformed_row_fails_only_its_own_event_in_a_job(my: MariaDB) -> None:
-    env = StreamEnvironment(name="bad-rows")
+async def test_a_malformed_row_fails_the_job_asked_once(my: MariaDB, tmp_path: Path) -> None:
+    env = StreamEnvironment(name="bad-rows", errors_path=tmp_path / "errors.jsonl")
     events = [{"u": "ok"}, {"u": "bad"}, {"u": "ok2"}, {"u": "missing"}]
-    out = (
-        env.from_collection(events)
-        .lookup_join(
-            lookups.mysql(my.dsn, table="dim_bad", key="user_id", columns=["born"]),
-            on="u",
-            max_batch_wait=0.01,
-        )
-        .sink_to(sinks.collect())
+    table = lookups.mysql(my.dsn, table="dim_bad", key="user_id", columns=["born"])
+    env.from_collection(events).lookup_join(table, on="u", max_batch_wait=0.01).sink_to(
+        sinks.collect()
     )
-    result = await env.execute_async()
-    assert result.errors == 1
-    assert sorted(e["u"] for e in out.values) == ["missing", "ok", "ok2"]
+    with pytest.raises(AsyncFunctionError) as info:
+        await env.execute_async()
+    assert isinstance(info.value.__cause__, LookupFailedError)
+    assert table.statistics().queries == 1  # the batch, not again key by key
+    assert (tmp_path / "errors.jsonl").read_text() == ""
 
 
 # --------------------------------------------------------------------------- lookup join

@@ -24,6 +24,7 @@ from asyncwait import (
     BadInputError,
     ClosedError,
     ConfigError,
+    LookupFailedError,
     OutputMode,
     Record,
     RuntimeContext,
@@ -311,11 +312,14 @@ async def test_row_that_cannot_be_read_names_key_and_table(pg: PostgresServer) -
     table = lookups.postgres(pg.dsn, table="dim_bad", key="user_id")
     await table.open()
     try:
-        with pytest.raises(BadInputError, match=r"key 'bad' of table 'dim_bad' has a row that"):
+        # The stored row is at fault, not the key: a failed lookup, not bad input.
+        with pytest.raises(LookupFailedError, match=r"key 'bad' of table 'dim_bad' has a row"):
             await table.get("bad")
-        with pytest.raises(BadInputError, match=r"table 'dim_bad'"):
+        with pytest.raises(LookupFailedError, match=r"table 'dim_bad'"):
             await table.get_many(["ok", "bad"])
-        with pytest.raises(BadInputError, match=r"table 'dim_bad' has a row that cannot be read"):
+        with pytest.raises(
+            LookupFailedError, match=r"table 'dim_bad' has a row that cannot be read"
+        ):
             _ = [kv async for kv in table.scan()]
         assert await table.get("ok") == {"user_id": "ok", "seen": _NAIVE_SEEN}
     finally:
@@ -324,14 +328,14 @@ async def test_row_that_cannot_be_read_names_key_and_table(pg: PostgresServer) -
 
 async def test_a_bad_key_in_a_batch_is_isolated(pg: PostgresServer, tmp_path: Path) -> None:
     """The batch fails as a whole; the join retries its keys one by one, so only the bad one
-    is rejected (to the errors file) and the rest are enriched."""
-    events = [{"user": k, "n": i} for i, k in enumerate(["ok", "bad", "ok", "nobody", "ok"])]
+    (a text key for an integer column) is rejected to the errors file, the rest enriched."""
+    events = [{"id": k, "n": i} for i, k in enumerate([1, "1", 2, 3, 1])]
     env = StreamEnvironment(name="isolate", errors_path=tmp_path / "errors.jsonl")
     out = (
         env.from_collection(events)
         .lookup_join(
-            lookups.postgres(pg.dsn, table="dim_bad", key="user_id", columns=["seen"]),
-            on="user",
+            lookups.postgres(pg.dsn, table="dim_types", key="id", columns=["active"]),
+            on="id",
             mode="ordered",
         )
         .sink_to(sinks.collect())
@@ -339,13 +343,27 @@ async def test_a_bad_key_in_a_batch_is_isolated(pg: PostgresServer, tmp_path: Pa
     result = await env.execute_async()
     assert result.errors == 1
     assert [e["n"] for e in out.values] == [0, 2, 3, 4]
-    assert out.values[0] == {"user": "ok", "n": 0, "seen": _NAIVE_SEEN}
-    assert out.values[2] == {"user": "nobody", "n": 3}
+    assert out.values[0] == {"id": 1, "n": 0, "active": True}
+    assert out.values[2] == {"id": 3, "n": 3}
     (rejected,) = [
         json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()
     ]
-    assert "'bad'" in rejected["reason"]
-    assert "dim_bad" in rejected["reason"]
+    assert "key '1' of table 'dim_types' cannot be sent" in rejected["reason"]
+
+
+async def test_a_row_that_cannot_be_read_fails_the_job(pg: PostgresServer, tmp_path: Path) -> None:
+    """A row the driver cannot decode is a failed lookup: no errors file entry, and its
+    batch is not asked again key by key."""
+    events = [{"user": k, "n": i} for i, k in enumerate(["ok", "bad", "ok", "nobody"])]
+    env = StreamEnvironment(name="unreadable", errors_path=tmp_path / "errors.jsonl")
+    table = lookups.postgres(pg.dsn, table="dim_bad", key="user_id", columns=["seen"])
+    env.from_collection(events).lookup_join(table, on="user").sink_to(sinks.collect())
+    with pytest.raises(AsyncFunctionError) as info:
+        await env.execute_async()
+    assert isinstance(info.value.__cause__, LookupFailedError)
+    assert "'bad'" in str(info.value.__cause__)
+    assert table.statistics().queries == 1  # one batch, asked once
+    assert (tmp_path / "errors.jsonl").read_text() == ""
 
 
 # --------------------------------------------------------------------------- the join

@@ -17,9 +17,9 @@ import pytest
 import asyncwait
 from asyncwait import (
     AsyncFunctionError,
-    BadInputError,
     ClosedError,
     ConfigError,
+    LookupFailedError,
     OutputMode,
     StreamEnvironment,
     cache,
@@ -112,7 +112,7 @@ async def test_hashes_without_scripting_fall_back_to_a_pipeline(redis_server: Re
         assert many == {k: None if k == "nobody" else user_row(int(k[5:])) for k in keys}
         assert "script refused" in repr(table)
         assert "noscript-pw" not in repr(table)
-        with pytest.raises(BadInputError, match=rf"'{prefix}user_7' does not hold a hash"):
+        with pytest.raises(LookupFailedError, match=rf"'{prefix}user_7' does not hold a hash"):
             await table.get_many(["user_1", "user_7"])
     finally:
         await table.close()
@@ -223,9 +223,11 @@ async def test_batched_join_uses_few_round_trips(redis_server: RedisServer) -> N
 
 
 @pytest.mark.parametrize("value", ["hash", "json"])
-async def test_a_bad_value_in_a_batch_is_isolated(
+async def test_a_bad_value_fails_the_lookup_asked_once(
     redis_server: RedisServer, value: str, tmp_path: Path
 ) -> None:
+    # The stored value is at fault, not the event: a failed lookup (the job fails), not
+    # bad input, and its batch is not asked again key by key.
     prefix = _prefix()
     seed_users(redis_server, prefix, 30, value=value)
     with redis_server.client() as c:
@@ -233,22 +235,20 @@ async def test_a_bad_value_in_a_batch_is_isolated(
         c.set(f"{prefix}user_5", "{not json")
     events = [{"userID": f"user_{i}", "n": i} for i in range(30)]
     env = StreamEnvironment(errors_path=tmp_path / "errors.jsonl")
-    out = (
-        env.from_collection(events)
-        .lookup_join(
-            lookups.redis(redis_server.url, key_prefix=prefix, value=value),
-            on="userID",
-            capacity=30,
-        )
-        .sink_to(sinks.collect())
+    table = lookups.redis(redis_server.url, key_prefix=prefix, value=value)
+    env.from_collection(events).lookup_join(table, on="userID", capacity=30).sink_to(
+        sinks.collect()
     )
-    result = await env.execute_async()
-    assert result.errors == 1
-    assert sorted(e["n"] for e in out.values) == [i for i in range(30) if i != 5]
-    error = json.loads((tmp_path / "errors.jsonl").read_text())
-    assert f"{prefix}user_5" in error["reason"]
-    assert f"redis://127.0.0.1:{redis_server.port}/0/{prefix}*" in error["reason"]
-    assert PASSWORD not in error["reason"]
+    with pytest.raises(AsyncFunctionError) as info:
+        await env.execute_async()
+    cause = info.value.__cause__
+    assert isinstance(cause, LookupFailedError)
+    assert f"{prefix}user_5" in str(cause)
+    assert f"redis://127.0.0.1:{redis_server.port}/0/{prefix}*" in str(cause)
+    assert PASSWORD not in str(cause)
+    stats = table.statistics()
+    assert stats.keys <= len(events)  # every key asked at most once
+    assert (tmp_path / "errors.jsonl").read_text() == ""
 
 
 async def test_full_cache_loads_by_scan(redis_server: RedisServer) -> None:
@@ -442,12 +442,13 @@ async def test_malformed_json_value_names_key_and_table(redis_server: RedisServe
     table = lookups.redis(redis_server.url, key_prefix=prefix, value="json")
     await table.open()
     try:
-        with pytest.raises(BadInputError, match=rf"'{prefix}a' is JSON list, not an object"):
+        with pytest.raises(LookupFailedError, match=rf"'{prefix}a' is JSON list, not an object"):
             await table.get("a")
-        with pytest.raises(BadInputError, match=rf"'{prefix}b' is not JSON") as info:
+        with pytest.raises(LookupFailedError, match=rf"'{prefix}b' is not JSON") as info:
             await table.get_many(["b", "a"])
         assert table.name in str(info.value)
-        with pytest.raises(BadInputError, match=rf"'{prefix}h' does not hold a json"):
+        assert info.value.table == table.name
+        with pytest.raises(LookupFailedError, match=rf"'{prefix}h' does not hold a json"):
             await table.get("h")
     finally:
         await table.close()

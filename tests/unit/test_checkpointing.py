@@ -177,6 +177,37 @@ async def test_csv_output_keeps_one_header_across_a_restore(tmp_path: Path) -> N
     assert rows[1:] == [[str(i), str(i * i)] for i in range(N)]
 
 
+async def test_csv_declared_columns_keep_their_header_across_a_restore(tmp_path: Path) -> None:
+    write_input(tmp_path / "in.jsonl")
+    release = asyncio.Event()
+
+    async def left_join(value: dict[str, int]) -> dict[str, int]:
+        # The first FAST events find no row (no "sq"); the others wait, then find one.
+        if value["i"] < FAST:
+            return {"i": value["i"]}
+        await release.wait()
+        return {"i": value["i"], "sq": value["i"] ** 2}
+
+    async def reordered(value: dict[str, int]) -> dict[str, int]:
+        return {"sq": value["i"] ** 2, "i": value["i"]}  # its own order: the header wins
+
+    def csv_job(fn: Callable[[Any], Any]) -> StreamEnvironment:
+        env = StreamEnvironment(None, tmp_path / "cp", name="squares")
+        env.from_source(sources.jsonl(tmp_path / "in.jsonl")).ordered_wait(
+            fn, capacity=N - FAST
+        ).sink_to(sinks.csv(tmp_path / "out.csv", columns=["sq"]))
+        return env
+
+    stopped = await stop_with_everything_in_flight(csv_job(left_join), N - FAST)
+    assert stopped.stopped
+    assert (tmp_path / "out.csv").read_text().splitlines()[:2] == ["i,sq", "0,"]
+    resumed = await csv_job(reordered).execute_async()
+    assert resumed.restored_from == stopped.last_checkpoint
+    rows = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_text())))
+    assert rows[0] == ["i", "sq"]
+    assert rows[1:] == [[str(i), "" if i < FAST else str(i * i)] for i in range(N)]
+
+
 async def test_a_checkpoint_of_another_job_shape_is_refused(tmp_path: Path) -> None:
     write_input(tmp_path / "in.jsonl", 10)
     await job(tmp_path, square, capacity=10, interval=5.0).execute_async()

@@ -227,7 +227,14 @@ def view(elapsed: float, events_in: int, *, hits: int = 0) -> ProgressView:
         emitted=events_in,
         latency_p50=0.0005,
         latency_p99=0.004,
-        counters={"cache_hits": hits, "cache_misses": events_in - hits},
+        counters={
+            "cache_hits": hits,
+            "cache_misses": events_in - hits,
+            "matched": events_in - 10,
+            "missed": 10,
+            "dropped": 0,
+            "lookup_failed": 0,
+        },
     )
     return ProgressView(elapsed, events_in, events_in - 1, 1, (lookup, OperatorView("map")))
 
@@ -242,7 +249,8 @@ def test_line_display_writes_at_most_every_few_seconds() -> None:
     assert len(lines) == 2
     assert lines[0] == (
         "[    5.0 s] in 5,000 (1,000/s), out 4,999 (1,000/s), errors 1 | "
-        "lookup[0]:dim_user: in-flight 7/100, cache hits 90.0%, p99 4.00 ms"
+        "lookup[0]:dim_user: in-flight 7/100, cache hits 90.0%, matched 4,990 (99.8%), "
+        "missed 10, dropped 0, failed 0, p99 4.00 ms"
     )
     assert lines[1].startswith("[   10.0 s] in 10,000 (1,000/s)")
 
@@ -259,6 +267,7 @@ def test_live_display_and_summary_on_a_terminal() -> None:
     assert "in 3,000 (2,000/s)" in shown
     assert "7/100" in shown
     assert "66.7%" in shown
+    assert "2,990 (99.7%)" in shown  # the join's matched lookups
     summary = summarize(view(2.0, 3000, hits=2000), job="enrich", errors_path=Path("e.jsonl"))
     print_summary(summary, console)
     table = buffer.getvalue()[len(shown) :]
@@ -292,6 +301,22 @@ def test_plain_summary_and_json(tmp_path: Path) -> None:
     ]
     assert "  cache hit ratio   50.0%" in text
     assert "  lookup[0]:dim_user    2,000  0.50 ms  4.00 ms       50.0%          0/0/0" in text
+    assert "  lookup join         matched  missed  dropped  failed  match ratio" in text
+    assert "  lookup[0]:dim_user    1,990      10        0       0        99.5%" in text
+    assert "  map " not in text.split("lookup join")[1]  # no join: no row of join results
+    assert (lookup["matched"], lookup["missed"], lookup["dropped"], lookup["failed"]) == (
+        1990,
+        10,
+        0,
+        0,
+    )
+    assert lookup["match_ratio"] == 0.995
+    assert (mapped["matched"], mapped["missed"], mapped["failed"], mapped["match_ratio"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
     path = tmp_path / "s.json"
     write_json_summary(summary, path)
     assert json.loads(path.read_text()) == summary
@@ -316,3 +341,94 @@ def test_a_missing_column_found_at_open_exits_2(
     assert err.startswith(f"error: {job}: lookup sqlite:")
     assert "no column 'agee'; columns: user_id, age, city" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ join results
+
+
+def write_events(directory: Path, events: list[dict[str, object]]) -> None:
+    (directory / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def browse(user: str, n: int, **more: object) -> dict[str, object]:
+    return {"userID": user, "eventTime": "2016-06-06 07:03:42", "productID": n, **more}
+
+
+def test_a_join_that_matches_nothing_warns_once_and_shows_matched_0(data_dir: Path) -> None:
+    # A wrong key column that exists: every lookup misses, the left join passes them all.
+    events = [browse(f"user_{1 + i % 2}", i) for i in range(1200)]
+    write_events(data_dir, events)
+    job = write_job(data_dir, JOB.replace('key = "user_id"', 'key = "city"'))
+    summary_path = data_dir / "summary.json"
+    command = [sys.executable, "-m", "asyncwait", "run", str(job)]
+    command += ["--json-summary", str(summary_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line.lower()]
+    assert warnings == [
+        f"warning: lookup[0]:dim_user: lookup join on sqlite:{data_dir / 'dim.db'}/dim_user: "
+        "none of the first 1,000 lookups found a row (event field 'userID' is looked up in "
+        "key column 'city'); check the key column, the event field and the table"
+    ]
+    summary = json.loads(summary_path.read_text())
+    (op,) = summary["operators"]
+    assert (op["matched"], op["missed"], op["dropped"], op["failed"]) == (0, 1200, 0, 0)
+    assert op["match_ratio"] == 0.0
+    assert (op["counters"]["matched"], op["counters"]["lookup_failed"]) == (0, 0)
+    lines = done.stderr.splitlines()
+    at = lines.index("  lookup join         matched  missed  dropped  failed  match ratio")
+    assert lines[at + 1].split() == ["lookup[0]:dim_user", "0", "1,200", "0", "0", "0.0%"]
+
+
+@pytest.mark.parametrize(("ratio", "code"), [(0.8, 1), (0.75, 0)])
+def test_min_match_ratio_fails_the_run_below_it(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], ratio: float, code: int
+) -> None:
+    # make_data: 3 of the 4 readable events find a row (user_9 has none): a ratio of 0.75.
+    text = JOB.replace("capacity = 10\n", f"capacity = 10\nmin_match_ratio = {ratio}\n")
+    job = write_job(data_dir, text)
+    summary_path = data_dir / "summary.json"
+    assert main(["run", str(job), "--json-summary", str(summary_path)]) == code
+    err = capsys.readouterr().err
+    summary = json.loads(summary_path.read_text())
+    if code == 0:
+        assert summary["status"] == "succeeded"
+        return
+    message = (
+        f"job 'enrich' failed: lookup[0]:dim_user: lookup join on "
+        f"sqlite:{data_dir / 'dim.db'}/dim_user: matched 3 of 4 events (75.0%), "
+        "below min_match_ratio 0.8"
+    )
+    assert f"error: {message}\n" in err
+    assert "Traceback" not in err
+    assert (summary["status"], summary["error"]) == ("failed", message)
+    assert summary["operators"][0]["matched"] == 3
+
+
+def test_a_csv_left_join_writes_empty_cells_and_rejects_an_extra_field(data_dir: Path) -> None:
+    events = [
+        browse("user_9", 1),  # no row, and first: the header still has "age"
+        browse("user_1", 2),
+        browse("user_2", 3, coupon="X5"),  # a field the header does not have
+        browse("user_7", 4),
+    ]
+    write_events(data_dir, events)
+    text = JOB.replace('type = "jsonl"\npath = "out.jsonl"', 'type = "csv"\npath = "out.csv"')
+    job = write_job(data_dir, text)
+    summary_path = data_dir / "summary.json"
+    assert main(["run", "--quiet", str(job), "--json-summary", str(summary_path)]) == 0
+    assert (data_dir / "out.csv").read_text().splitlines() == [
+        "userID,eventTime,productID,age",
+        "user_9,2016-06-06 07:03:42,1,",
+        "user_1,2016-06-06 07:03:42,2,22",
+        "user_7,2016-06-06 07:03:42,4,",
+    ]
+    (error,) = read_jsonl(data_dir / "errors.jsonl")
+    assert '"coupon": "X5"' in str(error["raw"])
+    assert error["reason"] == (
+        "field 'coupon' is not in the CSV header ['userID', 'eventTime', 'productID', 'age']"
+    )
+    summary = json.loads(summary_path.read_text())
+    assert (summary["events_in"], summary["events_out"], summary["errors"]) == (4, 3, 1)
+    assert summary["operators"][0]["missed"] == 2

@@ -247,6 +247,31 @@ def test_wrong_type(data_dir: Path) -> None:
     assert "lookup: expected an array of tables ([[lookup]])" in message
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("1.5", "must be within [0, 1], got 1.5"),
+        ("-0.5", "must be >= 0, got -0.5"),
+        ('"half"', "expected a number, got string 'half'"),
+        ("true", "expected a number, got boolean True"),
+        ("nan", "must be a finite number, got nan"),
+    ],
+)
+def test_min_match_ratio_is_a_number_in_0_1(data_dir: Path, value: str, problem: str) -> None:
+    text = JOB.replace("capacity = 10\n", f"capacity = 10\nmin_match_ratio = {value}\n")
+    assert config_error(data_dir, text) == (
+        f"{data_dir / 'job.toml'}: lookup[0].min_match_ratio: {problem}"
+    )
+
+
+def test_min_match_ratio_is_read_and_described(data_dir: Path) -> None:
+    text = JOB.replace("capacity = 10\n", "capacity = 10\nmin_match_ratio = 1\n")
+    spec = load(write_job(data_dir, text))
+    assert spec.lookups[0].min_match_ratio == 1.0
+    assert "; min_match_ratio 1" in describe(spec)
+    assert load(write_job(data_dir)).lookups[0].min_match_ratio is None
+
+
 def test_bad_enum_value(data_dir: Path) -> None:
     message = config_error(data_dir, JOB.replace('mode = "unordered"', 'mode = "sorted"'))
     assert message == (

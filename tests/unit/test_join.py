@@ -237,7 +237,7 @@ async def test_concurrent_lookups_of_one_key_make_one_query(db: Path) -> None:
     assert metrics.counter("lookups") == 1
     assert metrics.counter("coalesced") == 99
     assert join.statistics() == JoinStatistics(
-        lookups=1, keys=1, coalesced=99, lookup_errors=0, in_flight=0, cache=None
+        lookups=1, keys=1, coalesced=99, lookup_errors=0, in_flight=0, cache=None, matched=100
     )
 
 
@@ -697,16 +697,16 @@ async def test_repr_and_statistics_show_live_state(db: Path) -> None:
     table.gate = asyncio.Event()
     join = LookupJoin(table, on="userID", cache=cache.lru(10))
     assert repr(join) == (
-        f"<LookupJoin {table.name!r} left new in-flight=0 lookups=0 coalesced=0 "
-        "cache=LruSpec(max_size=10, ttl=None, miss_ttl=None)>"
+        f"<LookupJoin {table.name!r} left new in-flight=0 lookups=0 coalesced=0 matched=0 "
+        "missed=0 dropped=0 failed=0 cache=LruSpec(max_size=10, ttl=None, miss_ttl=None)>"
     )
     await opened(join)
     try:
         pending = [asyncio.ensure_future(join.async_invoke(EVENT)) for _ in range(3)]
         await table.started.wait()
         assert repr(join).startswith(
-            f"<LookupJoin {table.name!r} left open in-flight=1 lookups=1 coalesced=2 "
-            "cache=<LruCache 0/10"
+            f"<LookupJoin {table.name!r} left open in-flight=1 lookups=1 coalesced=2 matched=0 "
+            "missed=0 dropped=0 failed=0 cache=<LruCache 0/10"
         )
         table.gate.set()
         await asyncio.gather(*pending)

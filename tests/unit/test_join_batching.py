@@ -20,6 +20,7 @@ from asyncwait import (
     BadInputError,
     ClosedError,
     ConfigError,
+    LookupFailedError,
     Metrics,
     RuntimeContext,
     StreamEnvironment,
@@ -43,7 +44,8 @@ class Table:
     """A dict-backed lookup table recording ``(time, keys)`` of every query.
 
     ``latency`` is each query's duration (virtual time); ``fail_first`` queries raise
-    ``ConnectionError``; the key ``"bad"`` is bad input, alone or in a batch.
+    ``ConnectionError``; the key ``"bad"`` is bad input, alone or in a batch; the key
+    ``"garbled"`` has a stored row the table cannot read (``LookupFailedError``).
     """
 
     name = "fake:dim_user"
@@ -75,6 +77,9 @@ class Table:
         if "bad" in keys:
             msg = f"{self.name}: key 'bad' cannot be used"
             raise BadInputError(msg, source=self.name)
+        if "garbled" in keys:
+            msg = f"{self.name}: the row of key 'garbled' is not JSON"
+            raise LookupFailedError(msg, table=self.name)
 
     async def get(self, key: Hashable) -> Row | None:
         await self._query([key])
@@ -335,6 +340,41 @@ async def test_a_bad_key_fails_alone_and_its_batch_mates_get_their_rows() -> Non
         ["user_2"],
     ]
     assert table.times == [WAIT] * 4
+
+
+async def test_a_row_the_table_cannot_read_fails_its_batch_once() -> None:
+    # Not bad input: the batch is not asked again key by key (each key once per attempt).
+    table = Table()
+    join = LookupJoin(table, on="userID", max_batch_wait=WAIT)
+    await opened(join)
+    try:
+        outs = await asyncio.gather(
+            *(join.async_invoke({"userID": u}) for u in ["user_1", "garbled", "user_2"]),
+            return_exceptions=True,
+        )
+    finally:
+        await join.close()
+    assert all(isinstance(out, LookupFailedError) for out in outs)
+    assert [keys for _, keys in table.queries] == [["user_1", "garbled", "user_2"]]
+    stats = join.statistics()
+    assert (stats.lookups, stats.lookup_errors, stats.failed, stats.rejected) == (1, 1, 3, 0)
+
+
+async def test_in_a_dataflow_a_row_the_table_cannot_read_fails_the_job() -> None:
+    table = Table()
+    env = StreamEnvironment(name="batching")
+    events = [{"userID": u} for u in ["user_1", "garbled", "user_2"]]
+    policy = fixed_delay(2, 0.5)
+    env.from_collection(events).lookup_join(
+        table, on="userID", max_batch_wait=WAIT, retry=policy
+    ).sink_to(sinks.collect())
+    with pytest.raises(AsyncFunctionError) as info:
+        await env.execute_async()
+    assert isinstance(info.value.__cause__, LookupFailedError)
+    # Every attempt asked each of its keys once: 3 attempts, never a key on its own.
+    assert [sorted(map(str, keys)) for _, keys in table.queries] == [
+        ["garbled", "user_1", "user_2"]
+    ] * 3
 
 
 async def test_in_a_dataflow_a_bad_key_is_one_error_and_the_rest_flows() -> None:

@@ -81,15 +81,43 @@ async def test_csv_round_trip_with_a_header_from_the_first_record(tmp_path: Path
 
 async def test_csv_routes_rows_that_do_not_fit_the_header(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
-    rows: list[Any] = [{"a": 1, "b": 2}, {"b": 3, "a": 4}, {"a": 5}, [6], {"a": 7, "b": None}]
+    rows: list[Any] = [
+        {"a": 1, "b": 2},
+        {"b": 3, "a": 4},
+        {"a": 5},
+        [6],
+        {"a": 7, "b": None},
+        {"a": 8, "c": 9},
+        {"d": 1, "a": 2, "b": 3, "e": 4},
+    ]
     env = StreamEnvironment()
     env.from_collection(rows).sink_to(sinks.csv(out, delimiter=";"))
     result = await env.execute_async()
-    assert out.read_text() == "a;b\n1;2\n4;3\n7;\n"
+    # A missing field is an empty cell; a field outside the header is bad input, named.
+    assert out.read_text() == "a;b\n1;2\n4;3\n5;\n7;\n"
     assert [(s["line"], s["reason"]) for s in result.error_samples] == [
-        (3, "its keys differ from the CSV header ['a', 'b']"),
         (4, "a CSV row must be a dict, got list"),
+        (6, "field 'c' is not in the CSV header ['a', 'b']"),
+        (7, "fields 'd', 'e' are not in the CSV header ['a', 'b']"),
     ]
+    assert (result.events_out, result.errors) == (4, 3)
+
+
+async def test_csv_header_takes_the_declared_columns_after_the_first_record(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.csv"
+    rows: list[Any] = [{"user": "u1"}, {"user": "u2", "age": 22}, {"age": 3, "user": "u3"}]
+    env = StreamEnvironment()
+    env.from_collection(rows).sink_to(sinks.csv(out, columns=["user", "age", "city"]))
+    await env.execute_async()
+    # "user" is the first record's own field already: declared columns are not repeated.
+    assert out.read_text() == "user,age,city\nu1,,\nu2,22,\nu3,3,\n"
+    for bad in ("age", ["age", "age"], [""], [1]):
+        with pytest.raises(ConfigError, match="columns must be a list of distinct column names"):
+            sinks.csv(out, columns=bad)  # type: ignore[arg-type]  # wrong on purpose
+    with pytest.raises(ConfigError, match="columns is an option of format 'csv'"):
+        sinks.stdout(columns=["age"])
 
 
 async def test_stdout_writes_each_batch(capsys: pytest.CaptureFixture[str]) -> None:

@@ -193,6 +193,7 @@ class DataStream(Generic[T]):
         max_batch_size: int | None = None,
         max_batch_wait: float = 0.0,
         max_queries: int | None = None,
+        min_match_ratio: float | None = None,
     ) -> DataStream[Any]:
         """Enrich each event with the row of key ``on(event)`` in ``table`` (a lookup join).
 
@@ -207,9 +208,15 @@ class DataStream(Generic[T]):
         ``max_queries`` bounds the queries in flight at once (default 2 when batching, else
         ``capacity``); a table with a connection pool sizes it from this.
 
+        The operator's counters tell what the lookups came to: ``matched``, ``missed`` (no
+        row, passed on), ``dropped`` (no row, inner join) and ``lookup_failed``; a join that
+        matched none of its first 1,000 lookups logs a warning (logger ``asyncwait.join``).
+        With ``min_match_ratio``, the job fails at the end of its input when
+        ``matched / (matched + missed + dropped)`` is below it.
+
         Raises:
-            ConfigError: a bad ``mode``, ``how``, ``max_batch_size``, ``max_batch_wait`` or
-                ``max_queries``.
+            ConfigError: a bad ``mode``, ``how``, ``max_batch_size``, ``max_batch_wait``,
+                ``max_queries`` or ``min_match_ratio``.
         """
         from ..join import LookupJoin
 
@@ -224,6 +231,7 @@ class DataStream(Generic[T]):
             max_batch_size=max_batch_size,
             max_batch_wait=max_batch_wait,
             max_queries=max_queries,
+            min_match_ratio=min_match_ratio,
         )
         # KEY_ORDERED orders by the join key, which the join takes once per event.
         key = function.key_of if chosen is OutputMode.KEY_ORDERED else None

@@ -33,6 +33,7 @@ class Adapted:
         on_timeout: the ``timeout()`` hook.
         open: ``open(context)``.
         close: ``close()``.
+        end_input: ``end_input()``, once the input has ended and everything was emitted.
         single: True: the result is one output, not an iterable of outputs.
         label: the function's name in messages.
         callback: the function's callback form, when it has one.
@@ -45,6 +46,7 @@ class Adapted:
     single: bool
     label: str
     callback: CallbackFunction | None = None
+    end_input: Callable[[], Awaitable[None]] = _no_op
 
 
 def adapt(function: object) -> Adapted:
@@ -63,6 +65,7 @@ def adapt(function: object) -> Adapted:
             single=False,
             label=type(function).__qualname__,
             callback=function if isinstance(function, CallbackFunction) else None,
+            end_input=getattr(function, "end_input", _no_op),
         )
     if not callable(function):
         msg = (

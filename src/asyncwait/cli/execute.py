@@ -2,18 +2,22 @@
 
 ``run`` and ``demo`` share :func:`execute_job`: build the job, run it on the chosen loop
 with a live display and stop-on-signal, then print the summary and return the exit status.
+While the job runs, the library's logged warnings (e.g. a lookup join that matches
+nothing) are printed as one line each on stderr, ``warning: ...``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
+import logging
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -52,6 +56,37 @@ def error(message: str, *, debug: bool = False) -> None:
     if debug:
         traceback.print_exc(file=sys.stderr)
     print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+class _OneLine(logging.Handler):
+    """Prints a library log record as one clean line on stderr: ``warning: ...``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            # sys.stderr as it is now: a live display redirects it above the table.
+            print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _library_warnings() -> Iterator[None]:
+    """Print the ``asyncwait`` loggers' warnings as ``warning: ...`` lines while a job runs.
+
+    The records do not go on to the root logger meanwhile: one line each, no
+    ``WARNING:asyncwait...`` duplicate from a handler configured elsewhere.
+    """
+    logger = logging.getLogger("asyncwait")
+    handler = _OneLine(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def execute_job(
@@ -124,7 +159,8 @@ def _execute_job(
         # process, so it may make them rarer.
         gc.set_threshold(50_000, 20, 100)
         _keep_freed_memory()
-        result = _run_loop(_drive(env, display), loop)
+        with _library_warnings():
+            result = _run_loop(_drive(env, display), loop)
     except KeyboardInterrupt:
         display.close()
         error(f"job {spec.name!r} interrupted")

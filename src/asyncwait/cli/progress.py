@@ -3,7 +3,8 @@
 Three displays share one small interface (``update(progress)``, ``close()``):
 
 * :class:`LiveDisplay` redraws a rich table on a terminal (events in/out per second, each
-  async operator's in-flight/capacity, cache hit ratio, p50/p99 latency, errors);
+  async operator's in-flight/capacity, cache hit ratio, p50/p99 latency, a lookup join's
+  matched/missed/dropped/failed lookups, errors);
 * :class:`LineDisplay` writes one plain line every few seconds when stderr is not a terminal;
 * :class:`NullDisplay` shows nothing (``--quiet``).
 
@@ -104,7 +105,18 @@ def _operator_line(op: OperatorView) -> str:
     text = f"{op.name}: in-flight {op.in_flight}/{op.capacity}"
     if op.cache_hit_ratio is not None:
         text += f", cache hits {op.cache_hit_ratio:.1%}"
+    if op.is_join:
+        text += f", matched {_matched(op)}, missed {op.join_count('missed'):,}"
+        text += f", dropped {op.join_count('dropped'):,}"
+        text += f", failed {op.join_count('lookup_failed'):,}"
     return f"{text}, p99 {fmt_ms(op.latency_p99)}"
+
+
+def _matched(op: OperatorView) -> str:
+    """A join's matched lookups, with their share once there is one: ``9,800 (98.0%)``."""
+    text = f"{op.join_count('matched'):,}"
+    ratio = op.match_ratio
+    return text if ratio is None else f"{text} ({fmt_ratio(ratio)})"
 
 
 @final
@@ -150,7 +162,19 @@ class LiveDisplay:
                 fmt_ms(op.latency_p99),
                 f"{op.retries}/{op.timeouts}/{op.failures}",
             )
-        return Group(head, table) if table.row_count else Group(head)
+        joins = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("lookup join", "matched", "missed", "dropped", "failed"):
+            joins.add_column(column, justify="left" if column == "lookup join" else "right")
+        for op in progress.operators:
+            if op.is_join:
+                joins.add_row(
+                    op.name,
+                    _matched(op),
+                    f"{op.join_count('missed'):,}",
+                    f"{op.join_count('dropped'):,}",
+                    f"{op.join_count('lookup_failed'):,}",
+                )
+        return Group(head, *(t for t in (table, joins) if t.row_count))
 
     def close(self) -> None:
         if not self._closed:

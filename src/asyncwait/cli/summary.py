@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .views import ProgressView, fmt_ms, fmt_ratio
+from .views import OperatorView, ProgressView, fmt_ms, fmt_ratio
 
 __all__ = ("print_summary", "summarize", "write_json_summary")
 
@@ -78,10 +78,24 @@ def summarize(
                 "cache_hits": op.cache_hits,
                 "cache_misses": op.cache_misses,
                 "cache_hit_ratio": _round(op.cache_hit_ratio),
+                **_join_results(op),
                 "counters": dict(op.counters),
             }
             for op in result.operators
         ],
+    }
+
+
+def _join_results(op: OperatorView) -> dict[str, Any]:
+    """What a lookup join's lookups came to (``None`` for another operator)."""
+    join = op.is_join
+    return {
+        "matched": op.join_count("matched") if join else None,
+        "missed": op.join_count("missed") if join else None,
+        "dropped": op.join_count("dropped") if join else None,
+        "failed": op.join_count("lookup_failed") if join else None,
+        "match_ratio": _round(op.match_ratio),
+        "retry_after_waits": int(op.counters.get("retry_after_waits", 0)),
     }
 
 
@@ -158,7 +172,32 @@ def _operator_cells(op: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _join_cells(op: Mapping[str, Any]) -> list[str]:
+    return [
+        str(op["name"]),
+        f"{op['matched']:,}",
+        f"{op['missed']:,}",
+        f"{op['dropped']:,}",
+        f"{op['failed']:,}",
+        fmt_ratio(op["match_ratio"]),
+    ]
+
+
 _OPERATOR_HEADERS: Final = ("operator", "emitted", "p50", "p99", "cache hits", "retr/tmo/fail")
+# What each lookup join's lookups came to: a table of its own, below the operators.
+_JOIN_HEADERS: Final = ("lookup join", "matched", "missed", "dropped", "failed", "match ratio")
+
+
+def _tables(summary: Mapping[str, Any]) -> list[tuple[tuple[str, ...], list[list[str]]]]:
+    """The operator table and, when the job has lookup joins, the join results table."""
+    operators = summary["operators"]
+    tables: list[tuple[tuple[str, ...], list[list[str]]]] = []
+    if operators:
+        tables.append((_OPERATOR_HEADERS, [_operator_cells(op) for op in operators]))
+    joins = [_join_cells(op) for op in operators if op.get("matched") is not None]
+    if joins:
+        tables.append((_JOIN_HEADERS, joins))
+    return tables
 
 
 def _summary_table(summary: Mapping[str, Any]) -> Group:
@@ -170,13 +209,13 @@ def _summary_table(summary: Mapping[str, Any]) -> Group:
     for name, value in _totals(summary):
         totals.add_row(name, value)
     parts: list[Any] = [totals]
-    if summary["operators"]:
-        ops = Table(header_style="bold")
-        for header in _OPERATOR_HEADERS:
-            ops.add_column(header, justify="left" if header == "operator" else "right")
-        for op in summary["operators"]:
-            ops.add_row(*_operator_cells(op))
-        parts.append(ops)
+    for headers, rows in _tables(summary):
+        table = Table(header_style="bold")
+        for i, header in enumerate(headers):
+            table.add_column(header, justify="right" if i else "left", no_wrap=not i)
+        for row in rows:
+            table.add_row(*row)
+        parts.append(table)
     parts += [Text(line, style="yellow") for line in _sample_lines(summary)]
     return Group(*parts)
 
@@ -184,9 +223,9 @@ def _summary_table(summary: Mapping[str, Any]) -> Group:
 def _summary_text(summary: Mapping[str, Any]) -> str:
     lines = [f"job {summary['job']}"]
     lines += [f"  {name:<18}{value}" for name, value in _totals(summary)]
-    if summary["operators"]:
-        rows = [list(_OPERATOR_HEADERS)] + [_operator_cells(op) for op in summary["operators"]]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(_OPERATOR_HEADERS))]
+    for headers, body in _tables(summary):
+        rows = [list(headers), *body]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
         for row in rows:
             cells = [row[0].ljust(widths[0])]
             cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]

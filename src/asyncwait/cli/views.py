@@ -20,6 +20,8 @@ class OperatorView:
     """One operator's numbers, read from a runtime snapshot (missing ones are 0 / nan).
 
     Latencies are in seconds. ``capacity`` is 0 for operators without one (map, filter).
+    ``retries`` counts the operator's retries and the requests an HTTP lookup sent again
+    after a ``Retry-After`` (its ``retry_after_waits`` counter).
     """
 
     name: str
@@ -50,6 +52,22 @@ class OperatorView:
         total = self.cache_hits + self.cache_misses
         return self.cache_hits / total if total else None
 
+    @property
+    def is_join(self) -> bool:
+        """Whether the operator runs a lookup join (it counts matched lookups)."""
+        return "matched" in self.counters
+
+    def join_count(self, name: str) -> int:
+        """A lookup join's counter: ``matched``, ``missed``, ``dropped``, ``lookup_failed``."""
+        return int(self.counters.get(name, 0))
+
+    @property
+    def match_ratio(self) -> float | None:
+        """Matched over lookups that found a row or not; ``None`` before any (or no join)."""
+        matched = self.join_count("matched")
+        looked = matched + self.join_count("missed") + self.join_count("dropped")
+        return matched / looked if looked else None
+
     @classmethod
     def of(cls, stats: Any) -> OperatorView:
         """Read the operator statistics of a runtime progress snapshot or job result."""
@@ -65,7 +83,8 @@ class OperatorView:
             queued=int(num("queued")),
             capacity=int(num("capacity")),
             emitted=int(num("emitted")),
-            retries=int(num("retries")),
+            # A Retry-After wait inside an HTTP lookup sends the request again: a retry.
+            retries=int(num("retries")) + int(counters.get("retry_after_waits", 0)),
             timeouts=int(num("timeouts")),
             failures=int(num("failures")),
             latency_p50=float(num("latency_p50", math.nan)),

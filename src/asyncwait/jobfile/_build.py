@@ -197,6 +197,8 @@ def _describe_lookup(lk: LookupSpec) -> str:
         opts.append(f"max_queries {lk.max_queries}")
     if lk.pool_size is not None:
         opts.append(f"pool_size {lk.pool_size}")
+    if lk.min_match_ratio is not None:
+        opts.append(f"min_match_ratio {lk.min_match_ratio:g}")
     return f"{what}; {'; '.join(opts)}"
 
 
@@ -307,12 +309,19 @@ def build(
             timeout=lk.timeout,
             retry=NO_RETRY if lk.retry is None else lk.retry.strategy,
             name=f"lookup[{i}]:{lk.table or lk.type}",
+            # An SQL table returns only its columns; redis and http rows are whatever the
+            # store holds, so the join keeps the declared columns (None on a miss).
+            columns=lk.columns if lk.type in ("redis", "http") else None,
+            min_match_ratio=lk.min_match_ratio,
         )
     sink = spec.sink
     if sink.type == "stdout":
         stream.sink_to(sinks.stdout())
     elif sink.type == "csv":
-        stream.sink_to(sinks.csv(cast("Path", sink.path)))
+        # The lookups' declared columns join the header (after the first event's own
+        # fields): a left join adds them to matched events only.
+        declared = dict.fromkeys(c for lk in spec.lookups for c in lk.columns or ())
+        stream.sink_to(sinks.csv(cast("Path", sink.path), columns=list(declared)))
     else:
         stream.sink_to(sinks.jsonl(cast("Path", sink.path)))
     return env

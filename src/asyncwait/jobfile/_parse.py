@@ -40,7 +40,7 @@ _MODES: Final = tuple(m.value for m in OutputMode)
 # Fields every lookup accepts, then those of each type (True: required).
 _LOOKUP_COMMON: Final = (
     "type", "on", "columns", "how", "mode", "capacity", "timeout", "cache",
-    "max_batch_size", "max_batch_wait", "max_queries",
+    "max_batch_size", "max_batch_wait", "max_queries", "min_match_ratio",
 )  # fmt: skip
 _LOOKUP_FIELDS: Final[dict[str, dict[str, bool]]] = {
     "sqlite": {"path": True, "table": True, "key": True},
@@ -334,6 +334,9 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
         lk.text("method", choices=("GET", "POST"))
     mode = lk.text("mode", choices=_MODES)
     capacity = lk.integer("capacity", minimum=1)
+    ratio = lk.number("min_match_ratio")
+    if ratio is not None and ratio > 1:
+        lk.fail(lk.field("min_match_ratio"), f"must be within [0, 1], got {ratio:g}")
     return LookupSpec(
         type=type_,
         on=lk.text("on", required=True),
@@ -347,6 +350,7 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
         max_batch_size=lk.integer("max_batch_size", minimum=1),
         max_batch_wait=lk.number("max_batch_wait", minimum=0.0) or 0.0,
         max_queries=lk.integer("max_queries", minimum=1),
+        min_match_ratio=ratio,
         **values,
     )
 

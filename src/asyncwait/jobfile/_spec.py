@@ -130,6 +130,8 @@ class LookupSpec:
         schema: postgres only: the table's schema (``None``: the search path).
         pool_size: postgres, mysql and redis only: the most connections (``None``: sized by
             the join).
+        min_match_ratio: fail the job when, at the end of the input, fewer than this share
+            of the events looked up found a row (``None``: never).
     """
 
     type: LookupType
@@ -154,6 +156,7 @@ class LookupSpec:
     max_queries: int | None = None
     schema: str | None = None
     pool_size: int | None = None
+    min_match_ratio: float | None = None
 
 
 @final

@@ -28,15 +28,20 @@ for more keys before it is sent (sooner when full)::
     key C misses ─► [A, B, C] ...                         │   or at once when it is full,
                                                           ┘   and a query slot is free
 
-A failed query fails every lookup waiting for it and is not cached; a key the table cannot
-use (``BadInputError`` from ``get_many``) is retried alone, so it fails only its own lookups.
+A failed query fails every lookup waiting for it, once, and is not cached; only a key the
+table cannot use (``BadInputError`` from ``get_many``) is retried alone, so it fails only its
+own lookups. An answer the table cannot read (``LookupFailedError``) is a failed lookup.
 
-Modules: ``_join`` (the join: options, lifecycle, key, cache, output, the operator's callback
-form) and ``_batcher`` (coalescing, batches, queries).
+Every lookup is counted once: matched, missed (left join), dropped (inner join), failed or
+rejected (bad input); see :class:`JoinStatistics`.
+
+Modules: ``_join`` (the join: lifecycle, key, cache, output, the operator's callback form),
+``_batcher`` (coalescing, batches, queries, the callback handle), ``_options`` (the checks of
+the options) and ``_tally`` (the statistics, the no-match warning, ``min_match_ratio``).
 """
 
-from ._join import JoinStatistics as JoinStatistics
 from ._join import JoinType as JoinType
 from ._join import LookupJoin as LookupJoin
+from ._tally import JoinStatistics as JoinStatistics
 
 __all__ = ("JoinStatistics", "JoinType", "LookupJoin")

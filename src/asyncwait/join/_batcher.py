@@ -12,6 +12,12 @@ One :class:`Batcher` per join. Lookups of one key in flight together share one q
 Queries run in tasks owned by the batcher, not by the elements: when an element times out
 its lookup stops waiting while the query goes on for the others, and a query nobody waits
 for any more is cancelled, so a hung query never holds a query slot.
+
+A failed query fails every lookup waiting for it, once: only :class:`~asyncwait.BadInputError`
+(a key the table cannot use) makes the batcher ask the batch's keys again one by one, so
+that the bad key fails alone. Any other error (a failed connection, an answer the table
+cannot read: :class:`~asyncwait.LookupFailedError`) is not asked again here; the operator's
+retry strategy decides.
 """
 
 from __future__ import annotations
@@ -19,14 +25,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Protocol, final
+from typing import Any, Protocol, final
 
 from .._tasks import TaskOwner
 from ..errors import BadInputError, ClosedError
+from ..function import Deliver
 from ..lookups import LookupTable, Row
 from ..metrics import Metrics
 
-__all__ = ("Batch", "Batcher", "Waiter")
+__all__ = ("Batch", "Batcher", "Handoff", "Waiter")
 
 
 class Waiter(Protocol):
@@ -37,6 +44,77 @@ class Waiter(Protocol):
     def set_result(self, result: Row | None, /) -> None: ...
 
     def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+@final
+class Handoff:
+    """A lookup of the operator's callback form: hands its outcome to ``deliver``.
+
+    Args:
+        output: the join's outputs of an event and its row (counts the lookup).
+        count_failure: counts a lookup that failed (``None``: withdrawn).
+        value: the event.
+        deliver: the operator's ``deliver(handle, outputs, error)``.
+        batcher: the batcher it waits in.
+    """
+
+    __slots__ = (
+        "batch",
+        "batcher",
+        "count_failure",
+        "deliver",
+        "finished",
+        "output",
+        "token",
+        "value",
+    )
+
+    def __init__(
+        self,
+        output: Callable[[Any, Row | None], list[Any]],
+        count_failure: Callable[[BaseException | None], None],
+        value: Any,
+        deliver: Deliver,
+        batcher: Batcher,
+    ) -> None:
+        self.output = output
+        self.count_failure = count_failure
+        self.value = value
+        self.deliver = deliver
+        self.batcher = batcher
+        self.token: Any = None  # the caller's, set once start_call returned this handle
+        self.finished = False
+        self.batch: Batch | None = None
+
+    def done(self) -> bool:
+        return self.finished
+
+    def set_result(self, row: Row | None) -> None:
+        self.finished = True
+        self.batcher.waiting -= 1
+        try:
+            outputs = self.output(self.value, row)
+        except Exception as exc:
+            self.deliver(self, None, exc)
+            return
+        self.deliver(self, outputs, None)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self.finished = True
+        self.batcher.waiting -= 1
+        self.count_failure(exception)
+        self.deliver(self, None, exception)
+
+    def cancel(self) -> None:
+        """Withdraw the lookup (its element timed out): no outcome will be delivered."""
+        if self.finished:
+            return
+        self.finished = True
+        self.count_failure(None)
+        batcher = self.batcher
+        batcher.waiting -= 1
+        if self.batch is not None:
+            batcher.abandon(self.batch)
 
 
 @final

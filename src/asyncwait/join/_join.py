@@ -1,25 +1,26 @@
 """The lookup join itself: options, lifecycle, the key, the cache and the output (private).
 
-Re-exported by :mod:`asyncwait.join`; the batching of misses lives in ``_batcher``.
+Re-exported by :mod:`asyncwait.join`; the batching of misses lives in ``_batcher``, the
+outcomes of the lookups (statistics, the no-match warning, ``min_match_ratio``) in
+``_tally``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import math
-import operator
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, final
 
 from .._reprs import short_repr
-from ..cache import MISS, CacheSpec, CacheStatistics
-from ..errors import BadInputError, ClosedError, ConfigError
+from ..cache import MISS, CacheSpec
+from ..errors import BadInputError, ClosedError
 from ..function import AsyncFunction, Deliver, RuntimeContext
-from ..lookups import LookupTable, PooledTable, Row
+from ..lookups import CountedTable, LookupTable, PooledTable, Row
 from ..metrics import Metrics
-from ._batcher import Batch, Batcher
+from ._batcher import Batcher, Handoff
+from ._options import check_batching, check_join, ratio_option
+from ._tally import WARN_AFTER, JoinStatistics, check_ratio, warn_nothing_matched
 
 __all__ = ("JoinStatistics", "JoinType", "LookupJoin")
 
@@ -31,28 +32,6 @@ class JoinType(enum.Enum):
     INNER = "inner"  # nothing: the event is dropped
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class JoinStatistics:
-    """A snapshot of a :class:`LookupJoin`'s counters.
-
-    Attributes:
-        lookups: queries sent to the table (a ``get``, or a ``get_many`` for a batch).
-        keys: keys sent to the table in those queries.
-        coalesced: lookups that waited for another lookup's query of the same key.
-        lookup_errors: queries that failed.
-        in_flight: keys with a query in flight (or being gathered) now.
-        cache: the cache's statistics, or ``None`` without a cache (or before ``open``).
-    """
-
-    lookups: int
-    keys: int
-    coalesced: int
-    lookup_errors: int
-    in_flight: int
-    cache: CacheStatistics | None
-
-
 class _State(enum.Enum):
     NEW = "new"  # constructed; open() not called yet
     OPEN = "open"  # table open, cache built
@@ -62,56 +41,6 @@ class _State(enum.Enum):
 _KEY_ERRORS: Final = (KeyError, TypeError, IndexError, AttributeError)
 _DEFAULT_BATCH: Final = 256
 _BATCH_QUERIES: Final = 2  # queries in flight by default when batching
-
-
-@final
-class _Handoff:
-    """A lookup started by :meth:`LookupJoin.start_call`: hands its outcome to ``deliver``."""
-
-    __slots__ = ("batch", "batcher", "deliver", "finished", "output", "token", "value")
-
-    def __init__(
-        self,
-        output: Callable[[Any, Row | None], list[Any]],
-        value: Any,
-        deliver: Deliver,
-        batcher: Batcher,
-    ) -> None:
-        self.output = output
-        self.value = value
-        self.deliver = deliver
-        self.batcher = batcher
-        self.token: Any = None  # the caller's, set once start_call returned this handle
-        self.finished = False
-        self.batch: Batch | None = None
-
-    def done(self) -> bool:
-        return self.finished
-
-    def set_result(self, row: Row | None) -> None:
-        self.finished = True
-        self.batcher.waiting -= 1
-        try:
-            outputs = self.output(self.value, row)
-        except Exception as exc:
-            self.deliver(self, None, exc)
-            return
-        self.deliver(self, outputs, None)
-
-    def set_exception(self, exception: BaseException) -> None:
-        self.finished = True
-        self.batcher.waiting -= 1
-        self.deliver(self, None, exception)
-
-    def cancel(self) -> None:
-        """Withdraw the lookup (its element timed out): no outcome will be delivered."""
-        if self.finished:
-            return
-        self.finished = True
-        batcher = self.batcher
-        batcher.waiting -= 1
-        if self.batch is not None:
-            batcher.abandon(self.batch)
 
 
 @final
@@ -138,6 +67,14 @@ class LookupJoin(AsyncFunction[Any, Any]):
     operator's timeout), its lookup stops waiting while the query goes on for the lookups
     that still wait; a query nobody waits for is cancelled, so a hung query never holds a
     query slot. Output order, timeouts and retries are the operator's.
+
+    Every lookup is counted as ``matched`` (a row), ``missed`` (no row, passed on by a left
+    join), ``dropped`` (no row, inner join), ``failed`` or ``rejected`` (bad input); see
+    :class:`JoinStatistics`. The first four are also the operator's counters ``matched``,
+    ``missed``, ``dropped`` and ``lookup_failed`` (with a :class:`~asyncwait.lookups.CountedTable`,
+    the table's counters too). When none of the first 1,000 lookups found a row, the join
+    logs one warning (logger ``asyncwait.join``) naming the lookup, its key and the table:
+    the sign of a wrong key column, ``on`` field or table.
 
     Args:
         table: the lookup table (e.g. :func:`asyncwait.lookups.sqlite`); opened by ``open``
@@ -166,18 +103,23 @@ class LookupJoin(AsyncFunction[Any, Any]):
             one batch while the answer of another is handed out (``max_queries=1``: one
             batch of up to ``capacity`` keys at a time, the fewest queries). A table with a
             connection pool is told this (``expect_queries``) to size it.
+        min_match_ratio: when the input ends, fail (:class:`~asyncwait.AsyncFunctionError`
+            naming the join, the ratio and the threshold) if
+            ``matched / (matched + missed + dropped)`` is below it; ``None`` (the default)
+            never fails. Nothing is checked when no lookup found or missed a row.
 
     Raises:
         ConfigError: ``how`` is not ``"left"``/``"inner"``, ``columns`` is not a list of
             names, ``max_batch_size``/``max_batch``/``max_queries`` is not an int >= 1
-            (or both batch sizes are given and differ), or ``max_batch_wait`` is not a
-            finite number >= 0.
+            (or both batch sizes are given and differ), ``max_batch_wait`` is not a
+            finite number >= 0, or ``min_match_ratio`` is not a number in [0, 1].
         TypeError: ``on``/``combine`` is not callable, or ``cache`` is not a cache spec.
 
     Errors while running: an event whose key cannot be taken (``on`` raises ``KeyError``,
     ``TypeError``, ``IndexError`` or ``AttributeError``, or returns ``None`` or an unhashable
     value), or that is not a dict when merged, raises :class:`~asyncwait.BadInputError`
-    naming the event and the table; a failed query raises the table's error.
+    naming the event and the table; a failed query raises the table's error (e.g.
+    :class:`~asyncwait.LookupFailedError` for an answer the table cannot read).
 
     >>> import asyncio, os, sqlite3, tempfile
     >>> import asyncwait
@@ -211,66 +153,29 @@ class LookupJoin(AsyncFunction[Any, Any]):
         max_batch_wait: float = 0.0,
         max_batch: int | None = None,
         max_queries: int | None = None,
+        min_match_ratio: float | None = None,
     ) -> None:
         name = getattr(table, "name", None)
         if not isinstance(name, str):
             msg = f"lookup join: table must be a lookup table (asyncwait.lookups), got {table!r}"
             raise TypeError(msg)
-        if isinstance(on, str):
-            on = operator.itemgetter(on)
-        if not callable(on):
-            msg = f"lookup join on {name}: on must be a callable or a field name, got {on!r}"
-            raise TypeError(msg)
-        try:
-            kind = JoinType(how.value if isinstance(how, JoinType) else how)
-        except ValueError:
-            msg = f"lookup join on {name}: how must be 'left' or 'inner', got {how!r}"
-            raise ConfigError(msg) from None
-        if combine is not None and not callable(combine):
-            msg = f"lookup join on {name}: combine must be callable or None, got {combine!r}"
-            raise TypeError(msg)
-        if cache is not None and not callable(getattr(cache, "create", None)):
-            msg = (
-                f"lookup join on {name}: cache must be a spec from asyncwait.cache "
-                f"(cache.lru(...), cache.full(...)) or None, got {cache!r}"
-            )
-            raise TypeError(msg)
-        if columns is not None:
-            if isinstance(columns, str | bytes) or not all(isinstance(c, str) for c in columns):
-                msg = f"lookup join on {name}: columns must be a list of names, got {columns!r}"
-                raise ConfigError(msg)
-            columns = tuple(columns)
-        for field, value in (
-            ("max_batch_size", max_batch_size),
-            ("max_batch", max_batch),
-            ("max_queries", max_queries),
-        ):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg = f"lookup join on {name}: {field} must be an int >= 1, got {value!r}"
-                raise ConfigError(msg)
-        if max_batch is not None and max_batch_size is not None and max_batch != max_batch_size:
-            msg = (
-                f"lookup join on {name}: max_batch is the old name of max_batch_size; "
-                f"give one of them, got max_batch_size={max_batch_size} and "
-                f"max_batch={max_batch}"
-            )
-            raise ConfigError(msg)
-        if (
-            isinstance(max_batch_wait, bool)
-            or not isinstance(max_batch_wait, int | float)
-            or not math.isfinite(max_batch_wait)
-            or max_batch_wait < 0
-        ):
-            msg = (
-                f"lookup join on {name}: max_batch_wait must be a number of seconds >= 0, "
-                f"got {max_batch_wait!r}"
-            )
-            raise ConfigError(msg)
+        source = f"lookup join on {name}"
+        # The event side of the key, as the no-match warning names it.
+        self._on_shown = (
+            f"event field {on!r}" if isinstance(on, str) else f"key function {short_repr(on)}"
+        )
+        on, kind, columns = check_join(source, on, how, combine, cache, columns)
+        check_batching(
+            source,
+            max_batch_size=max_batch_size,
+            max_batch=max_batch,
+            max_queries=max_queries,
+            max_batch_wait=max_batch_wait,
+        )
+        self._min_match_ratio = ratio_option(source, min_match_ratio)
         self._table = table
         self._on = on
-        self._how = kind
+        self._how = JoinType(kind)
         self._combine = combine
         self._cache_spec = cache
         self._columns: tuple[str, ...] | None = columns
@@ -278,11 +183,16 @@ class LookupJoin(AsyncFunction[Any, Any]):
         self._state = _State.NEW
         self._cache: Any = None  # a Cache once open (Any: called on the hot path)
         self._metrics = Metrics("lookup-join")  # replaced by the operator's in open()
-        self._source = f"lookup join on {name}"
+        self._source = source
         self._batcher: Batcher | None = None  # from open() on
         self._max_batch = max_batch_size or max_batch or _DEFAULT_BATCH
         self._max_batch_wait = float(max_batch_wait)
         self._max_queries_option = max_queries
+        # What the lookups came to (see _tally). Plain ints: bumped once per lookup on the
+        # hot path, read by statistics() and, through count_from, the operator's metrics.
+        self.matched = self.missed = self.dropped = self.failed = self.rejected = 0
+        # Bound once: every handoff of a miss calls them.
+        self._handoff_calls = (self._output, self._count_failure)
 
     @property
     def table(self) -> LookupTable:
@@ -295,8 +205,12 @@ class LookupJoin(AsyncFunction[Any, Any]):
         if self._state is _State.OPEN:
             msg = f"{self._source} is already open"
             raise RuntimeError(msg)
-        self._metrics = context.metrics
+        self._metrics = metrics = context.metrics
         self._source = f"{context.name}: lookup join on {self._table.name}"
+        self.matched = self.missed = self.dropped = self.failed = self.rejected = 0
+        metrics.count_from(self._counters)  # a fresh Metrics per operator (and run)
+        if isinstance(self._table, CountedTable):
+            metrics.count_from(self._table.counters)
         capacity = context.capacity
         if self._max_queries_option is not None:
             max_queries = self._max_queries_option
@@ -365,7 +279,11 @@ class LookupJoin(AsyncFunction[Any, Any]):
         try:
             row = await waiter
         except asyncio.CancelledError:
-            batcher.abandon(batch)  # this element timed out or the operator is closing
+            self._count_failure(None)  # withdrawn: its element timed out, or closing
+            batcher.abandon(batch)
+            raise
+        except Exception as exc:
+            self._count_failure(exc)
             raise
         finally:
             batcher.waiting -= 1
@@ -390,7 +308,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             raise self._bad_key(value, None, key)
         return key
 
-    def start_call(self, value: Any, deliver: Deliver) -> list[Any] | _Handoff:
+    def start_call(self, value: Any, deliver: Deliver) -> list[Any] | Handoff:
         """The lookup for the operator, without a coroutine, a future or a task switch.
 
         Returns the outputs when they are known at once (a cache hit). Otherwise returns a
@@ -417,7 +335,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             raise self._bad_key(value, None, None)
         return self._enlist(key, value, deliver)
 
-    def start_keyed(self, key: Hashable, value: Any, deliver: Deliver) -> list[Any] | _Handoff:
+    def start_keyed(self, key: Hashable, value: Any, deliver: Deliver) -> list[Any] | Handoff:
         """:meth:`start_call` for an event whose join key (:meth:`key_of`) is ``key``."""
         cache = self._cache
         if cache is not None:
@@ -426,12 +344,13 @@ class LookupJoin(AsyncFunction[Any, Any]):
                 return self._output(value, row)
         return self._enlist(key, value, deliver)
 
-    def _enlist(self, key: Hashable, value: Any, deliver: Deliver) -> _Handoff:
+    def _enlist(self, key: Hashable, value: Any, deliver: Deliver) -> Handoff:
         batcher = self._batcher
         if batcher is None or self._state is not _State.OPEN:
             msg = f"{self._source} is not open (state {self._state.value})"
             raise ClosedError(msg)
-        handoff = _Handoff(self._output, value, deliver, batcher)
+        output, count_failure = self._handoff_calls
+        handoff = Handoff(output, count_failure, value, deliver, batcher)
         handoff.batch = batcher.enlist(key, handoff)
         return handoff
 
@@ -447,26 +366,90 @@ class LookupJoin(AsyncFunction[Any, Any]):
         return BadInputError(msg, source=self._source)
 
     def _output(self, event: Any, row: Row | None) -> list[Any]:
-        if row is None:
-            if self._how is JoinType.INNER:
-                return []
-            if self._combine is not None:
-                return [self._combine(event, None)]
-            if self._columns is None:
-                return [event]
-            row = self._no_row
-        elif self._combine is not None:
-            return [self._combine(event, row)]
-        elif self._columns is not None:
-            row = {c: row.get(c) for c in self._columns}
+        """The outputs of ``event`` joined with ``row`` (``None``: no row), counted.
+
+        Each lookup is counted once its outputs are built: one whose output cannot be built
+        counts as failed (or rejected, for an event that is not a dict) instead.
+        """
         try:
-            return [{**event, **row}]
+            if row is None:
+                if self._how is JoinType.INNER:
+                    outputs: list[Any] = []
+                    self.dropped += 1
+                else:
+                    if self._combine is not None:
+                        outputs = [self._combine(event, None)]
+                    elif self._columns is None:
+                        outputs = [event]
+                    else:
+                        outputs = [self._merge(event, self._no_row)]
+                    self.missed += 1
+                if not self.matched and self.missed + self.dropped == WARN_AFTER:
+                    key = getattr(self._table, "key", None)  # an SQL table's key column
+                    warn_nothing_matched(
+                        self._source, self._on_shown, key if isinstance(key, str) else None
+                    )
+                return outputs
+            if self._combine is not None:
+                outputs = [self._combine(event, row)]
+            else:
+                if self._columns is not None:
+                    row = {c: row.get(c) for c in self._columns}
+                try:
+                    outputs = [{**event, **row}]
+                except TypeError as exc:
+                    raise self._not_a_dict(event) from exc
+            self.matched += 1
+            return outputs
+        except Exception as exc:
+            self._count_failure(exc)
+            raise
+
+    def _merge(self, event: Any, row: Row) -> Any:
+        try:
+            return {**event, **row}
         except TypeError as exc:
-            msg = (
-                f"{self._source}: event {short_repr(event)} is not a dict, so the row "
-                f"cannot be merged into it; pass combine=fn(event, row)"
-            )
-            raise BadInputError(msg, source=self._source) from exc
+            raise self._not_a_dict(event) from exc
+
+    def _not_a_dict(self, event: Any) -> BadInputError:
+        msg = (
+            f"{self._source}: event {short_repr(event)} is not a dict, so the row "
+            f"cannot be merged into it; pass combine=fn(event, row)"
+        )
+        return BadInputError(msg, source=self._source)
+
+    def _count_failure(self, exc: BaseException | None) -> None:
+        """Count a lookup that ended with ``exc`` (``None``: withdrawn, so failed too).
+
+        Bad input counts as rejected, everything else as failed.
+        """
+        if isinstance(exc, BadInputError):
+            self.rejected += 1
+        else:
+            self.failed += 1
+
+    def _counters(self) -> dict[str, int]:
+        """The operator's counters of this join (read when its metrics are read)."""
+        return {
+            "matched": self.matched,
+            "missed": self.missed,
+            "dropped": self.dropped,
+            "lookup_failed": self.failed,
+        }
+
+    async def end_input(self) -> None:
+        """Check ``min_match_ratio`` once the input has ended (the operator calls it).
+
+        Raises:
+            AsyncFunctionError: the share of lookups that found a row is below
+                ``min_match_ratio``.
+        """
+        check_ratio(
+            self._source,
+            self._min_match_ratio,
+            self.matched,
+            self.matched + self.missed + self.dropped,
+        )
 
     # ------------------------------------------------------------------ introspection
 
@@ -474,15 +457,17 @@ class LookupJoin(AsyncFunction[Any, Any]):
         """Return the current counters (the cache's included)."""
         cache = self._cache
         batcher = self._batcher
+        outcomes = (self.matched, self.missed, self.dropped, self.failed, self.rejected)
         if batcher is None:
-            return JoinStatistics(0, 0, 0, 0, 0, None)
+            return JoinStatistics(0, 0, 0, 0, 0, None, *outcomes)
         return JoinStatistics(
-            lookups=batcher.lookups,
-            keys=batcher.keys,
-            coalesced=batcher.coalesced,
-            lookup_errors=batcher.errors,
-            in_flight=batcher.in_flight(),
-            cache=cache.statistics() if cache is not None else None,
+            batcher.lookups,
+            batcher.keys,
+            batcher.coalesced,
+            batcher.errors,
+            batcher.in_flight(),
+            cache.statistics() if cache is not None else None,
+            *outcomes,
         )
 
     def __repr__(self) -> str:
@@ -491,5 +476,6 @@ class LookupJoin(AsyncFunction[Any, Any]):
         return (
             f"<LookupJoin {self._table.name!r} {self._how.value} {self._state.value} "
             f"in-flight={stats.in_flight} lookups={stats.lookups} "
-            f"coalesced={stats.coalesced} cache={cache!r}>"
+            f"coalesced={stats.coalesced} matched={self.matched} missed={self.missed} "
+            f"dropped={self.dropped} failed={self.failed} cache={cache!r}>"
         )

@@ -6,7 +6,8 @@ its pool); :func:`sqlite` is the embedded default, and the network connectors (p
 mysql, redis, http) import their driver only when used. Every module is private; this one
 is the public surface. The layout::
 
-    _base.py       the contract (LookupTable, PooledTable, Row), states, shared checks
+    _base.py       the contract (LookupTable, PooledTable, CountedTable, Row), states,
+                   shared checks
     _sql.py        the tables' skeleton: SqlTable, key_chunks, Statements, Pooled/PoolSize
     _secrets.py    Secrets: passwords and tokens masked in names, reprs and messages
     _sqlite.py     sqlite()    over aiosqlite
@@ -26,6 +27,8 @@ is the public surface. The layout::
 from __future__ import annotations
 
 from ..errors import HttpStatusError as HttpStatusError
+from ..errors import LookupFailedError as LookupFailedError
+from ._base import CountedTable as CountedTable
 from ._base import LookupTable as LookupTable
 from ._base import PooledTable as PooledTable
 from ._base import Row as Row
@@ -49,9 +52,11 @@ from ._threaded import ThreadedTable as ThreadedTable
 from ._threaded import threaded as threaded
 
 __all__ = (
+    "CountedTable",
     "HttpStatistics",
     "HttpStatusError",
     "HttpTable",
+    "LookupFailedError",
     "LookupTable",
     "MysqlStatistics",
     "MysqlTable",

@@ -1,7 +1,8 @@
 """The lookup-table contract shared by every connector, and the helpers they all use.
 
 :class:`LookupTable` is the contract, :class:`PooledTable` its extension for tables with a
-pool that a join sizes; :class:`TableState` and :func:`closed_error` are every connector's
+pool that a join sizes, :class:`CountedTable` the one for tables with counters of their own
+that a join reports; :class:`TableState` and :func:`closed_error` are every connector's
 life cycle, :func:`import_driver` its optional driver; :func:`check_identifiers` and
 :func:`quote_identifier` serve the SQL ones.
 """
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import enum
 import importlib
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ..errors import ClosedError, ConfigError
 
 __all__ = (
+    "CountedTable",
     "LookupTable",
     "PooledTable",
     "Row",
@@ -77,6 +79,12 @@ class LookupTable(Protocol):
       raise :class:`~asyncwait.ClosedError`.
     * ``get(key)`` returns one row (a fresh ``dict`` of column -> value) or ``None`` when no row
       has that key. When the key is not unique, one of the matching rows is returned.
+    * A key the table cannot use (a type the key column cannot hold) raises
+      :class:`~asyncwait.BadInputError`: the event is at fault, and the join routes it aside
+      (``get_many`` raising it makes the join ask the batch's keys again one by one). An
+      answer the table cannot read as a row or a miss (a body or value that is not the
+      declared format, a row the driver cannot decode) raises
+      :class:`~asyncwait.LookupFailedError`: the store is at fault; the batch fails, once.
     * ``get_many(keys)`` looks up several keys in one round trip (or as few as the system's
       limits allow) and returns a dict with an entry for every distinct requested key.
     * ``scan()`` iterates over the whole table as ``(key, row)`` pairs: what a full cache
@@ -183,3 +191,18 @@ def check_identifiers(
         msg = f"{connector}: columns must name at least one column (or be None for all)"
         raise ConfigError(msg)
     return table, key, tuple(names)
+
+
+@runtime_checkable
+class CountedTable(LookupTable, Protocol):
+    """A lookup table with counters of its own, reported with the operator's metrics.
+
+    Contract, on top of :class:`LookupTable`: ``counters()`` is cheap (it reads attributes)
+    and returns running totals by name, e.g. the HTTP table's ``{"retry_after_waits": 3}``.
+    A join reads them whenever the operator's metrics are read (``Metrics.count_from``), so
+    they appear in ``OperatorSummary.counters``, the CLI summary and ``--json-summary``.
+    """
+
+    def counters(self) -> Mapping[str, int]:
+        """The table's running totals, by counter name."""
+        ...

@@ -4,8 +4,15 @@ The row for ``key`` is the JSON object the service answers at ``url_template`` w
 ``{key}`` replaced by the URL-quoted ``str(key)``: **200** with a JSON object is the row,
 **404** is a miss, **429 and 5xx** raise :class:`HttpStatusError` with ``retryable`` set
 (a retry strategy matches it with :meth:`HttpStatusError.is_retryable`), any other status
-raises it with ``retryable`` unset. The class lives in :mod:`asyncwait.errors`, with every
-other exception.
+raises it with ``retryable`` unset. A 200 whose body is not a JSON object (an HTML page, a
+cut-off body, a JSON array) raises :class:`~asyncwait.LookupFailedError`: the service or
+its URL is wrong, not the event, so it is retried like a failed request and then fails the
+job (it is not bad input). The classes live in :mod:`asyncwait.errors`, with every other
+exception. Each key is requested once per attempt.
+
+Every Retry-After wait is counted as a retry: :class:`HttpStatistics` has
+``retry_after_waits``, and a lookup join reports it with the operator's counters
+(:meth:`HttpTable.counters`).
 
 ``Retry-After``: retry strategies are pure functions of the attempt number, so they cannot
 wait for as long as a server asks. The table honours the header itself: on 429/503 (any
@@ -33,7 +40,7 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 from .._checks import check_int, check_seconds
 from .._reprs import short_repr
-from ..errors import BadInputError, ConfigError
+from ..errors import ConfigError, LookupFailedError
 from ._base import Row, TableState, import_driver
 from ._http_client import HttpClient, shown_url, without_userinfo
 from ._secrets import Secrets
@@ -80,8 +87,8 @@ class HttpTable(Pooled):
     protocol. Errors: an unreachable service raises :class:`ConnectionError` naming the
     table and ``host:port``; no answer within ``request_timeout`` raises
     :class:`TimeoutError`; an unexpected status raises :class:`HttpStatusError`; a body that
-    is not the expected JSON raises :class:`~asyncwait.BadInputError` naming the key and the
-    URL. ``scan`` is not supported (a full cache raises :class:`~asyncwait.ConfigError`).
+    is not the expected JSON raises :class:`~asyncwait.LookupFailedError` naming the key and
+    the URL. ``scan`` is not supported (a full cache raises :class:`~asyncwait.ConfigError`).
     """
 
     def __init__(
@@ -186,7 +193,7 @@ class HttpTable(Pooled):
                 f"lookup {self.name}: {self._method} {shown} answered JSON "
                 f"{type(data).__name__} for {what}, not an object: {short_repr(data)}"
             )
-            raise BadInputError(msg, source=self.name)
+            raise LookupFailedError(msg, table=self.name)
         return data
 
     async def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
@@ -198,21 +205,16 @@ class HttpTable(Pooled):
         return result
 
     async def _get_each(self, keys: list[Hashable]) -> dict[Hashable, Row | None]:
-        # Concurrent gets; the connector's limit bounds how many are on the wire. A bad
-        # value is reported as BadInputError, which lets the join isolate that key.
+        # Concurrent gets, one request per key; the connector's limit bounds how many are
+        # on the wire. Every request runs to its end, then the first failure fails the
+        # batch: each key was asked exactly once (the join never asks a failed batch again
+        # key by key; the operator's retry strategy decides what is asked again).
         outcomes = await asyncio.gather(*(self.get(k) for k in keys), return_exceptions=True)
         result: dict[Hashable, Row | None] = {}
-        failure: BaseException | None = None
         for key, outcome in zip(keys, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                if failure is None or (
-                    isinstance(outcome, BadInputError) and not isinstance(failure, BadInputError)
-                ):
-                    failure = outcome
-                continue
+                raise outcome
             result[key] = outcome
-        if failure is not None:
-            raise failure
         return result
 
     async def _get_batch(self, keys: list[Hashable]) -> dict[Hashable, Row | None]:
@@ -234,19 +236,19 @@ class HttpTable(Pooled):
                 f"lookup {self.name}: {where} answered {short_repr(data)} for {what}; "
                 'expected a JSON object {"<key>": row or null}'
             )
-            raise BadInputError(msg, source=self.name)
+            raise LookupFailedError(msg, table=self.name)
         result: dict[Hashable, Row | None] = {}
         for key, text in zip(keys, wire, strict=True):
             if text not in data:
                 msg = f"lookup {self.name}: {where} left out key {text!r} from its answer"
-                raise BadInputError(msg, source=self.name)
+                raise LookupFailedError(msg, table=self.name)
             row = data[text]
             if row is not None and not isinstance(row, dict):
                 msg = (
                     f"lookup {self.name}: {where} answered {short_repr(row)} for key "
                     f"{text!r}; expected a JSON object or null"
                 )
-                raise BadInputError(msg, source=self.name)
+                raise LookupFailedError(msg, table=self.name)
             result[key] = row
         return result
 
@@ -258,6 +260,14 @@ class HttpTable(Pooled):
         raise ConfigError(msg)
 
     # ------------------------------------------------------------------ introspection
+
+    def counters(self) -> dict[str, int]:
+        """The counters a lookup join reports with its operator's: ``retry_after_waits``.
+
+        Each Retry-After wait sends the request again: a retry the operator's own count
+        does not see (see :class:`~asyncwait.lookups.CountedTable`).
+        """
+        return {"retry_after_waits": self._client.waits}
 
     def statistics(self) -> HttpStatistics:
         """Return the current counters."""
@@ -311,8 +321,8 @@ def http(
     ``get(key)`` sends ``method`` to ``url_template`` with ``{key}`` replaced by the
     URL-quoted ``str(key)`` (``POST`` also sends the JSON body ``{"key": "<key>"}``):
 
-    * 200 with a JSON object: the row; 200 with anything else:
-      :class:`~asyncwait.BadInputError` naming the key and the URL.
+    * 200 with a JSON object: the row; 200 with anything else (HTML, malformed JSON, a
+      JSON array): :class:`~asyncwait.LookupFailedError` naming the key and the URL.
     * 404: a miss (``None``).
     * 429 and 5xx: :class:`HttpStatusError` with ``retryable`` set, after waiting out
       ``Retry-After`` (up to ``max_retry_after`` seconds per call, see the module doc).

@@ -2,9 +2,11 @@
 
 :class:`HttpClient` owns the :class:`aiohttp.ClientSession` of one table, sends its
 requests, waits out ``Retry-After`` within the table's budget, turns a status other than
-200 (and 404 for a key) into :class:`~asyncwait.errors.HttpStatusError` and aiohttp's
-errors into :class:`ConnectionError`/:class:`TimeoutError` naming the table and
-``host:port``, and counts what it sends. The functions below say how a URL is sent (without
+200 (and 404 for a key) into :class:`~asyncwait.errors.HttpStatusError`, a 200 whose body
+is not JSON (an HTML error page, a cut-off body) into
+:class:`~asyncwait.errors.LookupFailedError`, and aiohttp's errors into
+:class:`ConnectionError`/:class:`TimeoutError` naming the table and ``host:port``, and
+counts what it sends. The functions below say how a URL is sent (without
 user info) and shown (query values masked, but the one holding ``{key}``).
 """
 
@@ -19,7 +21,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlunsplit
 
 from .._codec import dumps, loads
 from .._reprs import short_repr
-from ..errors import BadInputError, HttpStatusError
+from ..errors import HttpStatusError, LookupFailedError
 from ._base import TableState, closed_error
 from ._secrets import MASK
 
@@ -130,20 +132,30 @@ class HttpClient:
         """Send one request and return its JSON, waiting out Retry-After.
 
         Returns ``None`` for a 404 when ``miss_ok`` (a per-key request: the key has no row).
+
+        Raises:
+            LookupFailedError: a 200 whose body is not JSON (one request was sent for it;
+                nothing is asked again here: retrying is the operator's decision).
+            HttpStatusError: any other status, after the Retry-After waits allowed.
         """
         waited = 0.0
         waits = 0
         while True:
-            status, reason, raw, retry_after = await self._send(method, url, shown, body, keys)
+            status, reason, raw, retry_after, kind = await self._send(
+                method, url, shown, body, keys
+            )
             if status == 200:
                 try:
                     return loads(raw)
                 except ValueError as exc:
+                    # An HTML error page from a proxy or a wrong URL is the usual cause:
+                    # say what came, so that the fix (the URL, the service) is obvious.
                     msg = (
-                        f"lookup {self._name}: {method} {shown} answered malformed JSON for "
-                        f"{what} ({exc}): {short_repr(raw[:200])}"
+                        f"lookup {self._name}: {method} {shown} answered 200 with a body "
+                        f"that is not JSON ({kind or 'no Content-Type'}) for {what} ({exc}): "
+                        f"{short_repr(raw[:200])}"
                     )
-                    raise BadInputError(msg, source=self._name) from exc
+                    raise LookupFailedError(msg, table=self._name) from exc
             if status == 404 and miss_ok:
                 return None
             error = HttpStatusError(
@@ -153,6 +165,7 @@ class HttpClient:
                 status=status,
                 url=shown,
                 retry_after=retry_after,
+                table=self._name,
             )
             if (
                 error.retryable
@@ -170,7 +183,8 @@ class HttpClient:
 
     async def _send(
         self, method: str, url: str, shown: str, body: Any, keys: int
-    ) -> tuple[int, str, bytes, float | None]:
+    ) -> tuple[int, str, bytes, float | None, str]:
+        """Send one request: its status, reason, body, Retry-After and Content-Type."""
         session = self._session
         if session is None:
             raise closed_error(self._name, self._state)
@@ -183,7 +197,8 @@ class HttpClient:
             async with session.request(method, url, json=body) as response:
                 raw = await response.read()
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                return response.status, response.reason or "", raw, retry_after
+                kind = response.headers.get("Content-Type", "")
+                return response.status, response.reason or "", raw, retry_after, kind
         except aiohttp.ClientConnectorError as exc:
             msg = (
                 f"lookup {self._name}: cannot connect to {exc.host}:{exc.port} for "

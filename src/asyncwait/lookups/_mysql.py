@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar, final
 
 from .._checks import check_int
 from .._reprs import short_repr
-from ..errors import BadInputError
+from ..errors import BadInputError, LookupFailedError
 from ._base import Row, TableState, check_identifiers, import_driver
 from ._mysql_dialect import (
     BINDABLE,
@@ -88,9 +88,11 @@ class MysqlTable(SqlTable, Pooled):
     match it: ``retry.exception_type(ConnectionError)``); wrong credentials or an unknown
     database, table or column raise :class:`~asyncwait.ConfigError` listing what exists;
     other server errors of a query propagate as the driver's ``pymysql.err`` exceptions,
-    with a note naming the lookup; a key the driver cannot bind (a tuple, a dict) or a row
-    the driver cannot convert (a zero date) raises :class:`~asyncwait.BadInputError` naming
-    the key and the table. The password appears in none of them, nor in ``name`` or repr.
+    with a note naming the lookup; a key the driver cannot bind (a tuple, a dict) raises
+    :class:`~asyncwait.BadInputError` naming the key and the table, and a row the driver
+    cannot convert (a zero date) :class:`~asyncwait.LookupFailedError` (the table's data is
+    at fault, not the event). The password appears in none of them, nor in ``name`` or
+    repr.
     """
 
     def __init__(
@@ -215,7 +217,7 @@ class MysqlTable(SqlTable, Pooled):
                 f"lookup {self.name}: a row of key {short_repr(list(params))} in table "
                 f"{self._table!r} cannot be read: {self._scrub(exc)}"
             )
-            return BadInputError(msg, source=self.name)
+            return LookupFailedError(msg, table=self.name)
         msg = (
             f"lookup {self.name}: lost the connection to MySQL at {self._dsn.where}: "
             f"{self._scrub(exc)}"
@@ -241,7 +243,7 @@ class MysqlTable(SqlTable, Pooled):
                     f"({self._temporal_types[i].upper()}) holds {values[i]!r}, which is not a "
                     "valid value of its type"
                 )
-                raise BadInputError(msg, source=self.name)
+                raise LookupFailedError(msg, table=self.name)
         return dict(zip(self._columns, values, strict=True))
 
     async def get(self, key: Hashable) -> Row | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 
 from .._checks import check_int, check_seconds
 from .._reprs import short_repr
-from ..errors import BadInputError, ConfigError
+from ..errors import BadInputError, ConfigError, LookupFailedError
 from ._base import Row, TableState, check_identifiers, import_driver, quote_identifier
 from ._postgres_server import (
     column_types,
@@ -83,8 +83,9 @@ class PostgresTable(SqlTable, Pooled):
     and the rest wait for a connection.
 
     Errors: a key asyncpg cannot send as the key column's type (``'1'`` for an ``integer``
-    key, a dict) and a row it cannot turn into Python values (a ``timestamp`` past year
-    9999) raise :class:`~asyncwait.BadInputError` naming the key and the table; a lost or
+    key, a dict) raises :class:`~asyncwait.BadInputError` naming the key and the table; a
+    row it cannot turn into Python values (a ``timestamp`` past year 9999) raises
+    :class:`~asyncwait.LookupFailedError` (the table's data is at fault); a lost or
     unreachable server raises :class:`ConnectionError` naming ``host:port`` and the table
     (retry strategies can match it); other server errors propagate unchanged.
     """
@@ -221,13 +222,18 @@ class PostgresTable(SqlTable, Pooled):
     def _bad_input(self, exc: BaseException, keys: object) -> NoReturn:
         text = self._target.scrub(str(exc))
         if isinstance(exc, self._data_error):
-            problem = f"cannot be sent as the type of column {self._key!r}"
-        else:
-            problem = "has a row that cannot be read (a value Python cannot represent)"
+            # The event's key cannot be used with this column: bad input.
+            msg = (
+                f"lookup {self.name}: key {short_repr(keys)} of table {self._table!r} "
+                f"cannot be sent as the type of column {self._key!r}: {text}"
+            )
+            raise BadInputError(msg, source=self.name) from exc
+        # The stored row cannot be read: the table is at fault, not the event.
         msg = (
-            f"lookup {self.name}: key {short_repr(keys)} of table {self._table!r} {problem}: {text}"
+            f"lookup {self.name}: key {short_repr(keys)} of table {self._table!r} has a row "
+            f"that cannot be read (a value Python cannot represent): {text}"
         )
-        raise BadInputError(msg, source=self.name) from exc
+        raise LookupFailedError(msg, table=self.name) from exc
 
     def _lookup_failed(self, exc: Exception, keys: object) -> None:
         """Raise our error for a driver error of a lookup; return if ``exc`` stays as it is."""
@@ -294,7 +300,7 @@ class PostgresTable(SqlTable, Pooled):
                 f"lookup {self.name}: table {self._table!r} has a row that cannot be read "
                 f"(a value Python cannot represent): {exc}"
             )
-            raise BadInputError(msg, source=self.name) from exc
+            raise LookupFailedError(msg, table=self.name) from exc
 
     # ------------------------------------------------------------------ introspection
 

@@ -82,8 +82,9 @@ class RedisTable(Pooled):
 
     Errors: an unreachable server raises :class:`ConnectionError` (a timeout
     :class:`TimeoutError`) naming the table and ``host:port``; a value that is not a JSON
-    object, or a Redis key of the wrong type, raises :class:`~asyncwait.BadInputError`
-    naming the Redis key and the table. Nothing is retried inside the table.
+    object, or a Redis key of the wrong type, raises :class:`~asyncwait.LookupFailedError`
+    naming the Redis key and the table (a failed lookup, not bad input: the stored data is
+    wrong, not the event). Nothing is retried inside the table.
     """
 
     def __init__(
@@ -233,7 +234,7 @@ class RedisTable(Pooled):
         """Read the rows at ``redis_keys`` in one round trip (``None`` where there is none).
 
         Raises:
-            BadInputError: one of the values is malformed (the first one found is named).
+            LookupFailedError: one of the values is malformed (the first one found is named).
         """
         client = self._open_client()
         if self._json:
@@ -350,7 +351,8 @@ def redis(
     * ``value="hash"``: the row is the hash's fields (``HGETALL``); values are ``str``, as
       Redis stores them; an empty or missing hash is a miss (``None``).
     * ``value="json"``: the row is the JSON object stored as a string (``GET``); a missing
-      key is a miss; anything but a JSON object raises :class:`~asyncwait.BadInputError`.
+      key is a miss; anything but a JSON object raises
+      :class:`~asyncwait.LookupFailedError` (so do keys holding another Redis type).
 
     ``get_many`` reads a batch of at most 1000 keys in one round trip (``MGET``; for hashes
     one ``EVALSHA`` of a read-only script calling ``HGETALL`` per key, or a

@@ -3,7 +3,9 @@
 A row is a hash (field -> value) or a JSON object stored as a string. :class:`Replies`
 turns what a command answered (a JSON string, the batch script's one JSON string, a
 pipeline's replies) into rows, and a value that is not one into
-:class:`~asyncwait.BadInputError` naming the Redis key and the table. :data:`HGETALL_MANY`
+:class:`~asyncwait.LookupFailedError` naming the Redis key and the table: the stored data
+(or the table's ``value`` format) is wrong, not the event, so it is a failed lookup, not
+bad input. :data:`HGETALL_MANY`
 is the script that reads a batch of hashes in one command.
 """
 
@@ -13,7 +15,7 @@ from typing import Any, Final, cast, final
 
 from .._codec import loads
 from .._reprs import short_repr
-from ..errors import BadInputError
+from ..errors import LookupFailedError
 from ._base import Row
 
 __all__ = ("HGETALL_MANY", "Replies")
@@ -49,10 +51,10 @@ class Replies:
         self._name = name
         self._format = value_format
 
-    def bad_type(self, redis_key: str, exc: BaseException) -> BadInputError:
+    def bad_type(self, redis_key: str, exc: BaseException) -> LookupFailedError:
         """The error of a Redis key holding something else than a row of the table."""
         msg = f"lookup {self._name}: Redis key {redis_key!r} does not hold a {self._format}: {exc}"
-        return BadInputError(msg, source=self._name)
+        return LookupFailedError(msg, table=self._name)
 
     def json_row(self, redis_key: str, text: str | bytes) -> Row:
         """The row stored as JSON ``text`` at ``redis_key``."""
@@ -63,13 +65,13 @@ class Replies:
                 f"lookup {self._name}: the value of Redis key {redis_key!r} is not JSON "
                 f"({exc}): {short_repr(text)}"
             )
-            raise BadInputError(msg, source=self._name) from exc
+            raise LookupFailedError(msg, table=self._name) from exc
         if not isinstance(row, dict):
             msg = (
                 f"lookup {self._name}: the value of Redis key {redis_key!r} is JSON "
                 f"{type(row).__name__}, not an object: {short_repr(text)}"
             )
-            raise BadInputError(msg, source=self._name)
+            raise LookupFailedError(msg, table=self._name)
         return row
 
     def script_rows(self, redis_keys: list[str], encoded: str) -> list[Row | None]:

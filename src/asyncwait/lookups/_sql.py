@@ -145,6 +145,11 @@ class SqlTable:
         """The columns of every row, in order (known after ``open()``)."""
         return self._columns
 
+    @property
+    def key(self) -> str:
+        """The key column: the one lookups match (messages name it, e.g. a join's warning)."""
+        return self._key
+
     def _closed(self) -> ClosedError:
         return closed_error(self.name, self._state)
 

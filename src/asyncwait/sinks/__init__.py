@@ -12,9 +12,10 @@ only ever holds committed records, each once. ``stdout`` and ``collect`` cannot 
 what they wrote: with checkpoints their output is at-least-once.
 
 A value a sink cannot write is *bad input*, not a failure: a value JSON cannot represent (a
-``datetime``, a ``set``, ``NaN``...), or for CSV a value that is not a dict or whose keys
-differ from the header. The sink routes it to the job's errors file, naming the element,
-and goes on.
+``datetime``, a ``set``, ``NaN``...), or for CSV a value that is not a dict or that has a
+field outside the header (the first record's keys plus the declared ``columns``; a field
+a record lacks is an empty cell). The sink routes it to the job's errors file, naming the
+element (and the field), and goes on.
 
 A sink declares the files it writes with ``paths()`` (:class:`PathUse` values): the job
 refuses to start when one of them is an input or another output, and locks each against a

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, final
 
@@ -14,7 +14,7 @@ from .._faults import crash_point
 from .._paths import Access, PathUse
 from ..errors import ClosedError, ConfigError
 from ._base import Sink
-from ._formats import CsvFormat, Format, JsonlFormat, check_delimiter
+from ._formats import CsvFormat, Format, JsonlFormat, check_columns, check_delimiter
 from ._text import BUFFER, TextSink
 
 __all__ = ("csv", "errors_file", "jsonl")
@@ -194,15 +194,28 @@ def errors_file(path: Path) -> Sink:
     return _FileSink(path, JsonlFormat, commit_point="errors-commit")
 
 
-def csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> Sink:
+def csv(
+    path: str | os.PathLike[str],
+    *,
+    delimiter: str = ",",
+    columns: Iterable[str] | None = None,
+) -> Sink:
     """A sink writing dict records as CSV rows to the file at ``path``, with a header.
 
-    The header is the first record's keys, in order; a later record with other keys, or a
-    value that is not a dict, is bad input, routed to the errors file. ``None`` is written
-    as an empty field, other values with ``str``.
+    The header is the first record's keys, in order, followed by each of ``columns`` the
+    first record lacks: declare there the fields that only some records carry (the
+    columns a left join adds to the events that found a row; the job file declares a
+    lookup's ``columns``). A later record lacking a header field gets an empty cell; one
+    with a field outside the header, or a value that is not a dict, is bad input naming
+    the field, routed to the errors file. ``None`` is written as an empty field, other
+    values with ``str``. With checkpoints, a resumed run keeps the header.
 
-    >>> csv("out.csv").name
+    Raises:
+        ConfigError: ``delimiter`` is not one character, or ``columns`` is not a list of
+            distinct names.
+
+    >>> csv("out.csv", columns=["age"]).name
     'out.csv'
     """
     check_delimiter(delimiter)
-    return _FileSink(Path(path), functools.partial(CsvFormat, delimiter))
+    return _FileSink(Path(path), functools.partial(CsvFormat, delimiter, check_columns(columns)))

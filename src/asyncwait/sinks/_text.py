@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import sys
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any, Final, cast, final
 
 from .._rejects import Reject, describe
 from ..elements import Record, StreamElement
 from ..errors import BadInputError, ClosedError, ConfigError
 from ._base import Sink
-from ._formats import CsvFormat, Format, JsonlFormat, check_delimiter
+from ._formats import CsvFormat, Format, JsonlFormat, check_columns, check_delimiter
 
 __all__ = ("BUFFER", "TextSink", "stdout")
 
@@ -77,20 +77,29 @@ class _StdoutSink(TextSink):
             stream.flush()  # never closed: stdout is the process's
 
 
-def stdout(format: str = "jsonl", *, delimiter: str = ",") -> Sink:
+def stdout(
+    format: str = "jsonl", *, delimiter: str = ",", columns: Iterable[str] | None = None
+) -> Sink:
     """A sink writing to standard output as ``"jsonl"`` or ``"csv"``, flushed per batch.
 
+    ``delimiter`` and ``columns`` are those of the CSV format, as for
+    :func:`~asyncwait.sinks.csv`.
+
     Raises:
-        ConfigError: an unknown ``format``.
+        ConfigError: an unknown ``format``, or a bad ``delimiter`` or ``columns``.
 
     >>> stdout().name
     '<stdout>'
     """
     if format == "jsonl":
+        if columns is not None:
+            msg = "stdout sink: columns is an option of format 'csv', not 'jsonl'"
+            raise ConfigError(msg)
         return _StdoutSink("<stdout>", JsonlFormat)
     if format == "csv":
         check_delimiter(delimiter)
-        return _StdoutSink("<stdout>", functools.partial(CsvFormat, delimiter))
+        format_of = functools.partial(CsvFormat, delimiter, check_columns(columns))
+        return _StdoutSink("<stdout>", format_of)
     msg = f"stdout sink: format must be 'jsonl' or 'csv', got {format!r}"
     raise ConfigError(msg)
 
