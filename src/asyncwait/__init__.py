@@ -38,6 +38,7 @@ from .retry import NO_RETRY as NO_RETRY
 from .runtime import DataStream as DataStream
 from .runtime import JobProgress as JobProgress
 from .runtime import JobResult as JobResult
+from .runtime import JobTotals as JobTotals
 from .runtime import OperatorSummary as OperatorSummary
 from .runtime import StreamEnvironment as StreamEnvironment
 from .waits import key_ordered_wait as key_ordered_wait
@@ -65,6 +66,7 @@ __all__ = [
     "InternalError",
     "JobProgress",
     "JobResult",
+    "JobTotals",
     "LookupFailedError",
     "LookupJoin",
     "Metrics",

@@ -42,12 +42,20 @@ from ._dataflow.job import Job
 from ._dataflow.plan import JobPlan
 from ._dataflow.results import JobProgress as JobProgress
 from ._dataflow.results import JobResult as JobResult
+from ._dataflow.results import JobTotals as JobTotals
 from ._dataflow.results import OperatorSummary as OperatorSummary
 from ._dataflow.stream import DataStream as DataStream
 from .errors import AsyncWaitError, ConfigError
 from .sources import Source, collection
 
-__all__ = ("DataStream", "JobProgress", "JobResult", "OperatorSummary", "StreamEnvironment")
+__all__ = (
+    "DataStream",
+    "JobProgress",
+    "JobResult",
+    "JobTotals",
+    "OperatorSummary",
+    "StreamEnvironment",
+)
 
 
 def _path_or_none(what: str, value: object) -> Path | None:

@@ -80,7 +80,17 @@ def test_sigterm_stops_after_a_checkpoint_and_the_next_run_resumes(
     )
     assert code == 0, err
     assert (tmp_path / "enriched.jsonl").read_text() == expected
-    assert json.loads(summary.read_text())["checkpoints"]["restored_from"] is not None
+    report = json.loads(summary.read_text())
+    assert report["checkpoints"]["restored_from"] is not None
+    # This run's numbers, and the totals over both runs: each event counted once.
+    assert report["counted"] == "this run"
+    assert report["events_in"] < EVENTS
+    assert report["job_totals"] == {
+        "runs": 2,
+        "events_in": EVENTS,
+        "events_out": EVENTS,
+        "errors": 0,
+    }
 
 
 def test_a_second_signal_exits_at_once_and_loses_nothing(tmp_path: Path, expected: str) -> None:

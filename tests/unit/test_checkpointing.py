@@ -22,7 +22,7 @@ import pytest
 from asyncwait import AsyncFunction, AsyncWaitError, ConfigError, StreamEnvironment, sinks, sources
 from asyncwait._dataflow.steps import Step
 from asyncwait._dataflow.watermark_step import WatermarkStep
-from asyncwait.runtime import JobResult
+from asyncwait.runtime import JobResult, JobTotals
 from asyncwait.watermarks import WatermarkStrategy
 
 N = 500
@@ -125,6 +125,10 @@ async def test_stop_checkpoints_in_flight_and_a_smaller_job_resumes(tmp_path: Pa
     assert (tmp_path / "out.jsonl").read_text() == expected()
     assert resumed.events_in == 0  # the source had been read to its end before the stop
     assert resumed.events_out == N - FAST
+    # This run's numbers do not add up alone (it emitted what the first run read); the
+    # job's totals over both runs do.
+    assert stopped.totals == JobTotals(events_in=N, events_out=FAST, errors=0, runs=1)
+    assert resumed.totals == JobTotals(events_in=N, events_out=N, errors=0, runs=2)
 
 
 async def test_uncommitted_output_is_discarded_on_restore(tmp_path: Path) -> None:
@@ -279,7 +283,9 @@ async def test_errors_file_goes_on_after_a_restore(tmp_path: Path) -> None:
     await stop_with_everything_in_flight(env, N - FAST)
     again = job(tmp_path, square, capacity=10)
     again.errors_path = tmp_path / "errors.jsonl"
-    await again.execute_async()
+    result = await again.execute_async()
+    assert result.errors == 0  # this run's: the bad line was read and reported before
+    assert result.totals == JobTotals(events_in=N + 1, events_out=N, errors=1, runs=2)
     errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert [(e["line"], e["raw"]) for e in errors] == [(1, "not json")]
     assert (tmp_path / "out.jsonl").read_text() == expected()
@@ -413,6 +419,10 @@ async def test_stops_at_random_moments_change_nothing(
             break
     final = await shaped_job(tmp_path, mode, seed, capacity=3, source=source).execute_async()
     assert not final.stopped
+    # However often it stopped, each event is counted once over the runs (a run after one
+    # that completed starts over).
+    runs = 1 if final.restored_from is None else stops + 1
+    assert final.totals == JobTotals(events_in=n, events_out=len(want), errors=0, runs=runs)
     got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     if mode == "ordered":
         assert got == want, f"seed {seed}"

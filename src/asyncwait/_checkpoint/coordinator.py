@@ -82,8 +82,8 @@ class JobView(Protocol):
         """The stages of pipeline number ``pipeline``, source first."""
         ...
 
-    def counters(self) -> dict[str, int]:
-        """The job's counters, saved with each checkpoint."""
+    def counters(self, checkpoint_id: int) -> dict[str, int]:
+        """The job's totals up to the barrier of ``checkpoint_id``, saved with it."""
         ...
 
     async def prepare(self, checkpoint_id: int) -> Any:
@@ -193,7 +193,7 @@ class Coordinator:
                 finished=final,
                 created=now(),
                 stages=stages,
-                counters=job.counters(),
+                counters=job.counters(n),
                 errors=errors,
             )
             try:

@@ -31,7 +31,7 @@ from .channel import Channel
 from .errorlog import ErrorLog
 from .operator_stage import OperatorStage, rejection
 from .plan import AsyncSpec, Pipeline, StepSpec
-from .results import JobProgress, JobResult, OperatorSummary
+from .results import JobProgress, JobResult, JobTotals, OperatorSummary
 from .stages import SinkStage, SourceStage, Stage, line_of
 from .steps import FilterStep, FlatMapStep, MapStep, Rejected, Step
 from .watermark_step import WatermarkStep
@@ -72,6 +72,7 @@ class Job:
         self.checkpoint_config = checkpoint
         self.coordinator: Coordinator | None = None
         self.restored_from: int | None = None
+        self._before = JobTotals()  # the restored checkpoint's totals: earlier runs'
         self.stopped = False
         self._stop_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,6 +105,7 @@ class Job:
                 # A line the source could not read is still an event in: in = out + errors
                 # (+ what filters and inner joins drop).
                 self.events_in += 1
+                self.stages[stage].records += 1
             line = line_of(record)
             if line is None:
                 line = error.line
@@ -198,16 +200,22 @@ class Job:
         """How many pipelines the job has."""
         return len(self.pipelines)
 
-    def counters(self) -> dict[str, int]:
-        """Events in and out and bad elements so far, saved with each checkpoint.
+    def counters(self, checkpoint_id: int) -> dict[str, int]:
+        """The job's totals over all its runs up to barrier ``checkpoint_id``, saved with it.
 
-        ``errors`` is the errors file's entries once the checkpoint commits, earlier runs'
-        included (what :meth:`prepare` sealed); ``events_in``/``events_out`` are this run's.
+        A resumed run starts from them, so events before a checkpoint are counted once
+        however often the job is resumed. ``errors`` is the errors file's entries once the
+        checkpoint commits (what :meth:`prepare` sealed).
         """
+        before = self._before
+        stages = self.stages
+        sources = sum(s.records_at(checkpoint_id) for s in stages if type(s) is SourceStage)
+        sinks = sum(s.records_at(checkpoint_id) for s in stages if type(s) is SinkStage)
         return {
-            "events_in": self.events_in,
-            "events_out": self.events_out,
+            "events_in": before.events_in + sources,
+            "events_out": before.events_out + sinks,
             "errors": self.errors.total,
+            "runs": before.runs + 1,
         }
 
     async def prepare(self, checkpoint_id: int) -> Any:
@@ -275,8 +283,9 @@ class Job:
         first_id = max([0, *store.ids()]) + 1
         self.coordinator = Coordinator(self, store, config.interval, topology, first_id)
         if checkpoint is not None:
-            # The job's counters stay this run's (the checkpoint keeps the earlier totals).
+            # The job's counters stay this run's; the checkpoint holds the earlier runs'.
             self.restored_from = checkpoint.id
+            self._before = JobTotals.restored(checkpoint.counters)
         return checkpoint
 
     def request_stop(self) -> None:
@@ -461,6 +470,7 @@ class Job:
             operators=self._summaries(),
             checkpoints=0 if self.coordinator is None else self.coordinator.completed,
             last_checkpoint=None if self.coordinator is None else self.coordinator.last_id,
+            totals=self._totals(),
         )
 
     def _result(self) -> JobResult:
@@ -477,4 +487,14 @@ class Job:
             restored_from=self.restored_from,
             checkpoints=0 if self.coordinator is None else self.coordinator.completed,
             last_checkpoint=None if self.coordinator is None else self.coordinator.last_id,
+            totals=self._totals(),
+        )
+
+    def _totals(self) -> JobTotals:
+        before = self._before
+        return JobTotals(
+            events_in=before.events_in + self.events_in,
+            events_out=before.events_out + self.events_out,
+            errors=self.errors.restored + self.errors.count,
+            runs=before.runs + 1,
         )

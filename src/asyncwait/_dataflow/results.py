@@ -7,12 +7,13 @@ environment hands them out.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, final
 
 from ..errors import AsyncWaitError
 
-__all__ = ("JobProgress", "JobResult", "OperatorSummary")
+__all__ = ("JobProgress", "JobResult", "JobTotals", "OperatorSummary")
 
 
 @final
@@ -63,6 +64,7 @@ class JobProgress:
         operators: each async operator's numbers, in pipeline order.
         checkpoints: checkpoints completed by this run.
         last_checkpoint: the id of the newest one, or ``None``.
+        totals: the numbers over all the job's runs (see :class:`JobResult`).
     """
 
     name: str
@@ -74,6 +76,40 @@ class JobProgress:
     operators: tuple[OperatorSummary, ...] = ()
     checkpoints: int = 0
     last_checkpoint: int | None = None
+    totals: JobTotals | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobTotals:
+    """A job's numbers over all its runs: the first and every resume from a checkpoint.
+
+    Each resumed run counts from the checkpoint it resumed from, so an event read before
+    that checkpoint is counted once however often the job was resumed (events processed
+    after it and replayed are counted by the run that committed them). For a run that did
+    not resume, they are that run's numbers.
+
+    Attributes:
+        events_in: elements read from the source(s), malformed lines included.
+        events_out: records written by the sink(s).
+        errors: bad input elements routed to the errors file.
+        runs: the runs counted (1: this run only).
+    """
+
+    events_in: int = 0
+    events_out: int = 0
+    errors: int = 0
+    runs: int = 0
+
+    @classmethod
+    def restored(cls, counters: Mapping[str, int]) -> JobTotals:
+        """The totals a checkpoint saved (its ``counters``)."""
+        return cls(
+            events_in=int(counters.get("events_in", 0)),
+            events_out=int(counters.get("events_out", 0)),
+            errors=int(counters.get("errors", 0)),
+            runs=int(counters.get("runs", 1)),
+        )
 
 
 @final
@@ -96,6 +132,9 @@ class JobResult:
         restored_from: the checkpoint this run resumed from, or ``None``.
         checkpoints: checkpoints completed by this run (the final one included).
         last_checkpoint: the id of the newest one, or ``None``.
+        totals: the numbers over all the job's runs; after a resume, ``events_out`` of
+            this run may exceed its ``events_in`` (it emits what the checkpoint held in
+            flight), the totals add up.
     """
 
     name: str
@@ -110,6 +149,7 @@ class JobResult:
     restored_from: int | None = None
     checkpoints: int = 0
     last_checkpoint: int | None = None
+    totals: JobTotals | None = None
 
     @property
     def sink_result(self) -> Any:

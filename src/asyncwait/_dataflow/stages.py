@@ -69,6 +69,17 @@ class Stage:
         # The last checkpoint whose barrier it passed: what it reports to the errors file
         # from then on belongs to the next checkpoint.
         self.passed = 0
+        # Records a source read (malformed lines included) or a sink wrote, and that count
+        # at each barrier it passed: a checkpoint's totals count what came before it only.
+        self.records = 0
+        self._at_barrier: dict[int, int] = {}
+
+    def records_at(self, checkpoint_id: int) -> int:
+        """:attr:`records` when the barrier of ``checkpoint_id`` passed (its end: all)."""
+        at = self._at_barrier
+        for older in [n for n in at if n < checkpoint_id]:
+            del at[older]  # an aborted checkpoint's
+        return at.pop(checkpoint_id, self.records)
 
     async def run(self) -> None:
         raise NotImplementedError
@@ -79,6 +90,7 @@ class Stage:
     def acknowledge(self, coordinator: Coordinator, checkpoint_id: int, state: Any) -> None:
         """Pass the barrier of ``checkpoint_id``, having saved ``state`` for it."""
         self.passed = checkpoint_id
+        self._at_barrier[checkpoint_id] = self.records
         coordinator.ack(checkpoint_id, self.index, state)
 
     def final_state(self) -> Any:
@@ -122,7 +134,9 @@ class SourceStage(Stage):
         while (batch := await read(size)) is not None:
             if not sourced:
                 batch = as_sourced(source, batch)
-            job.events_in += len(batch) - countOf(map(type, batch), Watermark)
+            records = len(batch) - countOf(map(type, batch), Watermark)
+            job.events_in += records
+            self.records += records
             if (room := out.push_batch(batch)) is not None:
                 self.waiting = True  # the coordinator may send a barrier meanwhile
                 await room
@@ -229,7 +243,9 @@ class SinkStage(Stage):
                 pending = write(batch)
                 if pending is not None:
                     await pending
-                job.events_out += records - (self.rejected - rejected)
+                written = records - (self.rejected - rejected)
+                job.events_out += written
+                self.records += written
         finally:
             for step in steps:
                 step.stop()

@@ -193,6 +193,7 @@ def _execute_job(
             errors_path=errors_path,
             error_samples=samples,
             checkpoints=checkpoints,
+            totals=getattr(result, "totals", None),
         )
     else:
         view = ProgressView.of(env.progress())
@@ -204,6 +205,7 @@ def _execute_job(
             errors_path=errors_path,
             error=message,
             checkpoints=checkpoints,
+            totals=env.progress().totals,
         )
     if json_summary is not None:
         try:

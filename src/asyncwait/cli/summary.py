@@ -13,6 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from ..runtime import JobTotals
 from .views import OperatorView, ProgressView, fmt_ms, fmt_ratio
 
 __all__ = ("print_summary", "summarize", "write_json_summary")
@@ -29,6 +30,7 @@ def summarize(
     error: str | None = None,
     error_samples: Sequence[Mapping[str, Any]] = (),
     checkpoints: Mapping[str, Any] | None = None,
+    totals: JobTotals | None = None,
 ) -> dict[str, Any]:
     """Return the job summary as JSON-ready data (what ``--json-summary`` writes).
 
@@ -42,6 +44,9 @@ def summarize(
             ``reason``), shown when there is no errors file to look at.
         checkpoints: when the job checkpoints: ``restored_from``, ``completed``, ``last``
             and ``dir``.
+        totals: the job's numbers over all its runs. The summary's ``events_in``,
+            ``events_out`` and ``errors`` are this run's (``"counted": "this run"``);
+            ``job_totals`` holds these (``runs`` > 1 after a resume).
 
     >>> s = summarize(ProgressView(2.0, 10, 9, 1), job="j")
     >>> s["events_in"], s["events_out"], s["errors"], s["throughput_eps"]
@@ -56,9 +61,11 @@ def summarize(
         "job": job,
         "status": status,
         "error": error,
+        "counted": "this run",
         "events_in": result.events_in,
         "events_out": result.events_out,
         "errors": result.errors,
+        "job_totals": None if totals is None else _totals_of(totals),
         "errors_path": None if errors_path is None else str(errors_path),
         "error_samples": [dict(sample) for sample in error_samples],
         "duration_s": round(duration, 3),
@@ -83,6 +90,15 @@ def summarize(
             }
             for op in result.operators
         ],
+    }
+
+
+def _totals_of(totals: JobTotals) -> dict[str, int]:
+    return {
+        "runs": totals.runs,
+        "events_in": totals.events_in,
+        "events_out": totals.events_out,
+        "errors": totals.errors,
     }
 
 
@@ -139,6 +155,16 @@ def _totals(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         if cp["restored_from"] is not None:
             text += f"; resumed from #{cp['restored_from']}"
         rows.append(("checkpoints", f"{text} ({cp['dir']})"))
+    totals = summary.get("job_totals")
+    if totals is not None and totals["runs"] > 1:
+        # After a resume the numbers above are this run's; these add up over the runs.
+        rows.append(
+            (
+                f"all {totals['runs']} runs",
+                f"{totals['events_in']:,} in, {totals['events_out']:,} out, "
+                f"{totals['errors']:,} errors",
+            )
+        )
     return rows
 
 
