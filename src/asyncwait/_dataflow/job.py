@@ -20,7 +20,7 @@ from typing import Any, final
 
 from .._checkpoint.coordinator import Coordinator
 from .._checkpoint.store import Checkpoint, CheckpointConfig, CheckpointStore
-from .._rejects import Reject, describe
+from .._rejects import Reject, as_event, describe, failure_reason
 from .._tasks import TaskOwner
 from ..elements import Record
 from ..errors import BadInputError, ConfigError
@@ -29,7 +29,7 @@ from ..sinks import Sink
 from ..sources import Source
 from .channel import Channel
 from .errorlog import ErrorLog
-from .operator_stage import OperatorStage, rejection
+from .operator_stage import OperatorStage, dead_lettered, rejection, skipped
 from .plan import AsyncSpec, Pipeline, StepSpec
 from .results import JobProgress, JobResult, JobTotals, OperatorSummary
 from .stages import SinkStage, SourceStage, Stage, line_of
@@ -68,6 +68,7 @@ class Job:
         self.errors = ErrorLog(name, errors_path, max_errors, self.fail)
         self.events_in = 0
         self.events_out = 0
+        self.skipped = 0  # events an operator's on_error = "skip" dropped (counted, no entry)
         self.running = False
         self.checkpoint_config = checkpoint
         self.coordinator: Coordinator | None = None
@@ -127,8 +128,25 @@ class Job:
     def reject_output(
         self, pipeline: Pipeline, operator: str, rejected: Rejected, stage: int
     ) -> None:
-        """An async function said its input was bad: route the input aside."""
+        """An async function's input was set aside (see :class:`Rejected`): route it."""
         error = rejected.error
+        kind = rejected.kind
+        if kind == "skipped":
+            self.skipped += 1
+            self.stages[stage].records += 1
+            return
+        if kind == "lookup_failed":
+            self.errors.dead_letter(
+                source=pipeline.source.name,
+                line=rejected.line,
+                event=as_event(rejected.value),
+                reason=failure_reason(error),
+                operator=operator,
+                attempts=rejected.attempts,
+                epoch=self._epoch(stage),
+            )
+            return
+        assert isinstance(error, BadInputError)
         self.errors.add(
             source=pipeline.source.name,
             line=rejected.line if rejected.line is not None else error.line,
@@ -211,10 +229,14 @@ class Job:
         stages = self.stages
         sources = sum(s.records_at(checkpoint_id) for s in stages if type(s) is SourceStage)
         sinks = sum(s.records_at(checkpoint_id) for s in stages if type(s) is SinkStage)
+        skipped = sum(s.records_at(checkpoint_id) for s in stages if type(s) is OperatorStage)
+        errors = self.errors
         return {
             "events_in": before.events_in + sources,
             "events_out": before.events_out + sinks,
-            "errors": self.errors.total,
+            "errors": errors.total - errors.total_dead,
+            "skipped": before.skipped + skipped,
+            "dead_letters": errors.total_dead,
             "runs": before.runs + 1,
         }
 
@@ -346,7 +368,13 @@ class Job:
         for stage in self.stages:
             if isinstance(stage, OperatorStage):
                 # emit() never returns an awaitable (see there); bad input is routed aside.
-                await stage.op.open(stage.emit, sync_emit=True, on_bad_input=rejection)
+                await stage.op.open(
+                    stage.emit,
+                    sync_emit=True,
+                    on_bad_input=rejection,
+                    dead_letter=dead_lettered,
+                    skipped=skipped,
+                )
         for stage in self.stages:
             if isinstance(stage, SinkStage):
                 if config is not None:
@@ -448,6 +476,10 @@ class Job:
                     latency_p50=metrics.latency_p50,
                     latency_p99=metrics.latency_p99,
                     counters=metrics.counters,
+                    skipped=stats.skipped,
+                    dead_letters=stats.dead_letters,
+                    defaulted=stats.defaulted,
+                    attempt_timeouts=stats.attempt_timeouts,
                 )
             )
         return tuple(summaries)
@@ -467,6 +499,8 @@ class Job:
             events_in=self.events_in,
             events_out=self.events_out,
             errors=self.errors.count,
+            skipped=self.skipped,
+            dead_letters=self.errors.dead_letters,
             operators=self._summaries(),
             checkpoints=0 if self.coordinator is None else self.coordinator.completed,
             last_checkpoint=None if self.coordinator is None else self.coordinator.last_id,
@@ -479,6 +513,8 @@ class Job:
             events_in=self.events_in,
             events_out=self.events_out,
             errors=self.errors.count,
+            skipped=self.skipped,
+            dead_letters=self.errors.dead_letters,
             duration=self._elapsed(),
             operators=self._summaries(),
             error_samples=tuple(self.errors.samples),
@@ -495,6 +531,8 @@ class Job:
         return JobTotals(
             events_in=before.events_in + self.events_in,
             events_out=before.events_out + self.events_out,
-            errors=self.errors.restored + self.errors.count,
+            errors=before.errors + self.errors.count,
+            skipped=before.skipped + self.skipped,
+            dead_letters=before.dead_letters + self.errors.dead_letters,
             runs=before.runs + 1,
         )

@@ -6,12 +6,12 @@ are frozen values: the same plan can be run again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, final
 
 from ..errors import ConfigError
-from ..operator import AsyncWaitOperator, OutputMode
+from ..operator import AsyncWaitOperator, OnError, OutputMode
 from ..retry import RetryStrategy
 from ..sinks import Sink
 from ..sources import Source
@@ -37,6 +37,10 @@ class AsyncSpec:
     retry: RetryStrategy
     key: Callable[[Any], Hashable] | None
     name: str
+    # What happens to an element whose call finally failed (see AsyncWaitOperator).
+    attempt_timeout: float | None = None
+    on_error: OnError | str = OnError.FAIL
+    default: Callable[[Any, BaseException], Iterable[Any]] | None = None
 
     def operator(
         self, function: Any, retry: RetryStrategy | None = None
@@ -49,6 +53,9 @@ class AsyncSpec:
             retry=self.retry if retry is None else retry,
             key=self.key,
             name=self.name,
+            attempt_timeout=self.attempt_timeout,
+            on_error=self.on_error,
+            default=self.default,
         )
 
 

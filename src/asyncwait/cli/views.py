@@ -35,6 +35,9 @@ class OperatorView:
     latency_p50: float = math.nan
     latency_p99: float = math.nan
     counters: Mapping[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    dead_letters: int = 0
+    defaulted: int = 0
 
     @property
     def cache_hits(self) -> int:
@@ -90,6 +93,9 @@ class OperatorView:
             latency_p50=float(num("latency_p50", math.nan)),
             latency_p99=float(num("latency_p99", math.nan)),
             counters=dict(counters),
+            skipped=int(num("skipped")),
+            dead_letters=int(num("dead_letters")),
+            defaulted=int(num("defaulted")),
         )
 
 
@@ -103,6 +109,8 @@ class ProgressView:
     events_out: int
     errors: int
     operators: tuple[OperatorView, ...] = ()
+    skipped: int = 0
+    dead_letters: int = 0
 
     @classmethod
     def of(cls, snapshot: Any) -> ProgressView:
@@ -116,6 +124,8 @@ class ProgressView:
             events_out=int(snapshot.events_out),
             errors=int(snapshot.errors),
             operators=tuple(OperatorView.of(op) for op in getattr(snapshot, "operators", ())),
+            skipped=int(getattr(snapshot, "skipped", 0)),
+            dead_letters=int(getattr(snapshot, "dead_letters", 0)),
         )
 
     @property
