@@ -21,7 +21,7 @@ import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Final, final
 
 from ._adaptive import ConcurrencyLimit
 from ._breaker import CircuitBreaker, check_ratio
@@ -29,6 +29,11 @@ from ._checks import check_int, check_seconds, is_number
 from .errors import ConfigError
 
 __all__ = ("AdaptiveSpec", "BreakerSpec", "RateLimitSpec", "RateLimitStatistics", "TokenBucket")
+
+# Seconds. `_free` is a sum of intervals, so it can land a rounding error after the instant
+# it stands for (100/s, burst 5: 1e-18 s after 0.0, and the fifth token of a full bucket
+# would be refused); a token this close to free is free.
+_SAME_INSTANT: Final = 1e-9
 
 
 def _number(owner: str, field: str, value: object, *, low: float, strict: bool) -> float:
@@ -142,7 +147,7 @@ class TokenBucket:
         so ``waits`` counts callers that had to wait, not attempts.
         """
         self._seen = max(self._seen, now)
-        if now < self._free:
+        if now < self._free - _SAME_INSTANT:
             if not waited:
                 self._waits += 1
             return False
@@ -153,7 +158,7 @@ class TokenBucket:
     def next_at(self, now: float) -> float:
         """The loop time at which a token is free: ``now`` when one is free now."""
         self._seen = max(self._seen, now)
-        return max(now, self._free)
+        return now if now >= self._free - _SAME_INSTANT else self._free
 
     def slow_down(self, now: float, seconds: float) -> None:
         """Hand out no token before ``now + seconds``; then one, then ``rate`` per second.
