@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, final
 
+from .._flow import AdaptiveSpec, BreakerSpec
 from ..errors import ConfigError
 from ..function import AsyncFunction
 from ..operator import OnError, OutputMode
@@ -245,8 +246,8 @@ class DataStream(Generic[T]):
         default: Mapping[str, Any] | None = None,
         rate_limit: float | None = None,
         burst: float | None = None,
-        adaptive: Mapping[str, int] | None = None,
-        circuit_breaker: Mapping[str, float] | None = None,
+        adaptive: Mapping[str, int] | AdaptiveSpec | None = None,
+        circuit_breaker: Mapping[str, float] | BreakerSpec | None = None,
     ) -> DataStream[Any]:
         """Enrich each event with the row of key ``on(event)`` in ``table`` (a lookup join).
 
@@ -290,7 +291,8 @@ class DataStream(Generic[T]):
             isinstance(on_error, str) and on_error.lower() == "default"
         )
         if default is not None and not wants_default:
-            msg = f"{source}: default is given but on_error is {on_error!r}: use 'default'"
+            shown = getattr(on_error, "value", on_error)
+            msg = f"{source}: default is given but on_error is {shown!r}: use 'default'"
             raise ConfigError(msg)
         if wants_default and default is None:
             msg = f"{source}: on_error 'default' needs default = {{column = value, ...}}"

@@ -220,6 +220,8 @@ class LookupJoin(AsyncFunction[Any, Any]):
         capacity = context.capacity
         self._policies.check_capacity(self._source, capacity)
         self._gate = gate = self._policies.gate(self._source)
+        if gate is not None:
+            metrics.count_from(lambda: gate.statistics().counters())  # rate_limit_waits...
         adaptive = self._policies.adaptive
         if self._max_queries_option is not None:
             max_queries = self._max_queries_option
@@ -240,10 +242,8 @@ class LookupJoin(AsyncFunction[Any, Any]):
         except BaseException:
             await self._table.close()
             raise
-        # The operator has at most `capacity` keys in flight: spread them over the query
-        # slots, so the table works on one batch while the answer of another is handed out.
-        # One batch of them all would leave the other slots idle, the table and this loop
-        # taking turns.
+        # Spread the operator's `capacity` keys in flight over the query slots: the table
+        # works on one batch while the answer of another is handed out.
         self._batcher = Batcher(
             self._table,
             self._source,
