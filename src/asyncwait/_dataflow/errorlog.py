@@ -28,10 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, final
 
+from .._rejects import as_event, describe, failure_reason
 from ..elements import Record, StreamElement
 from ..errors import BadInputError, ConfigError
 from ..sinks import Sink
 from ..sinks._files import errors_file
+from .steps import Rejected
 
 __all__ = ("ErrorLog",)
 
@@ -219,6 +221,30 @@ class ErrorLog:
             "event": event,
         }
         self._enter(entry, epoch)
+
+    def route(self, rejected: Rejected, source: str, operator: str, epoch: int) -> None:
+        """Write an async function's input set aside as bad input or as a dead letter."""
+        error = rejected.error
+        if rejected.kind == "lookup_failed":
+            self.dead_letter(
+                source=source,
+                line=rejected.line,
+                event=as_event(rejected.value),
+                reason=failure_reason(error),
+                operator=operator,
+                attempts=rejected.attempts,
+                epoch=epoch,
+            )
+            return
+        assert isinstance(error, BadInputError)
+        self.add(
+            source=source,
+            line=rejected.line if rejected.line is not None else error.line,
+            raw=error.raw if error.raw is not None else describe(rejected.value),
+            reason=str(error),
+            operator=operator,
+            epoch=epoch,
+        )
 
     def _enter(self, entry: dict[str, Any], epoch: int) -> None:
         held = self._held

@@ -20,7 +20,7 @@ from typing import Any, final
 
 from .._checkpoint.coordinator import Coordinator
 from .._checkpoint.store import Checkpoint, CheckpointConfig, CheckpointStore
-from .._rejects import Reject, as_event, describe, failure_reason
+from .._rejects import Reject, describe
 from .._tasks import TaskOwner
 from ..elements import Record
 from ..errors import BadInputError, ConfigError
@@ -30,7 +30,7 @@ from ..sources import Source
 from .channel import Channel
 from .errorlog import ErrorLog
 from .operator_stage import OperatorStage, dead_lettered, rejection, skipped
-from .plan import AsyncSpec, Pipeline, StepSpec
+from .plan import AsyncSpec, Pipeline, StepSpec, topology
 from .results import JobProgress, JobResult, JobTotals, OperatorSummary
 from .stages import SinkStage, SourceStage, Stage, line_of
 from .steps import FilterStep, FlatMapStep, MapStep, Rejected, Step
@@ -129,32 +129,11 @@ class Job:
         self, pipeline: Pipeline, operator: str, rejected: Rejected, stage: int
     ) -> None:
         """An async function's input was set aside (see :class:`Rejected`): route it."""
-        error = rejected.error
-        kind = rejected.kind
-        if kind == "skipped":
+        if rejected.kind == "skipped":
             self.skipped += 1
             self.stages[stage].records += 1
             return
-        if kind == "lookup_failed":
-            self.errors.dead_letter(
-                source=pipeline.source.name,
-                line=rejected.line,
-                event=as_event(rejected.value),
-                reason=failure_reason(error),
-                operator=operator,
-                attempts=rejected.attempts,
-                epoch=self._epoch(stage),
-            )
-            return
-        assert isinstance(error, BadInputError)
-        self.errors.add(
-            source=pipeline.source.name,
-            line=rejected.line if rejected.line is not None else error.line,
-            raw=error.raw if error.raw is not None else describe(rejected.value),
-            reason=str(error),
-            operator=operator,
-            epoch=self._epoch(stage),
-        )
+        self.errors.route(rejected, pipeline.source.name, operator, self._epoch(stage))
 
     # ------------------------------------------------------------------ failure
 
@@ -252,23 +231,7 @@ class Job:
 
     def topology(self) -> list[dict[str, Any]]:
         """The job's shape, which a checkpoint must match to be restored."""
-        shape = []
-        for pipeline in self.pipelines:
-            steps = [
-                [spec.kind, spec.name]
-                if isinstance(spec, StepSpec)
-                else ["async", spec.name, spec.mode.value]
-                for spec in pipeline.steps
-            ]
-            sink = pipeline.sink
-            shape.append(
-                {
-                    "source": [type(pipeline.source).__name__, pipeline.source.name],
-                    "steps": steps,
-                    "sink": [type(sink).__name__, sink.name if sink is not None else None],
-                }
-            )
-        return shape
+        return topology(self.pipelines)
 
     def _load_checkpoint(self, config: CheckpointConfig) -> Checkpoint | None:
         """The checkpoint to resume from, or None; refuses one of another topology."""
@@ -459,30 +422,7 @@ class Job:
     # ------------------------------------------------------------------ numbers
 
     def _summaries(self) -> tuple[OperatorSummary, ...]:
-        summaries = []
-        for op in self._operators:
-            stats = op.statistics()
-            metrics = op.metrics.snapshot()
-            summaries.append(
-                OperatorSummary(
-                    name=op.name,
-                    in_flight=stats.in_flight,
-                    queued=stats.queued,
-                    capacity=stats.capacity,
-                    emitted=stats.emitted,
-                    retries=stats.retries,
-                    timeouts=stats.timeouts,
-                    failures=stats.failures,
-                    latency_p50=metrics.latency_p50,
-                    latency_p99=metrics.latency_p99,
-                    counters=metrics.counters,
-                    skipped=stats.skipped,
-                    dead_letters=stats.dead_letters,
-                    defaulted=stats.defaulted,
-                    attempt_timeouts=stats.attempt_timeouts,
-                )
-            )
-        return tuple(summaries)
+        return tuple(OperatorSummary.of(op) for op in self._operators)
 
     def _elapsed(self) -> float:
         if self._loop is None:

@@ -16,7 +16,7 @@ from ..retry import RetryStrategy
 from ..sinks import Sink
 from ..sources import Source
 
-__all__ = ("AsyncSpec", "JobPlan", "Pipeline", "StepSpec", "output_mode")
+__all__ = ("AsyncSpec", "JobPlan", "Pipeline", "StepSpec", "output_mode", "topology")
 
 
 @final
@@ -118,3 +118,24 @@ class JobPlan:
             candidate = f"{kind}-{n}"
         self._names.add(candidate)
         return candidate
+
+
+def topology(pipelines: list[Pipeline]) -> list[dict[str, Any]]:
+    """The job's shape, which a checkpoint must match to be restored."""
+    shape = []
+    for pipeline in pipelines:
+        steps = [
+            [spec.kind, spec.name]
+            if isinstance(spec, StepSpec)
+            else ["async", spec.name, spec.mode.value]
+            for spec in pipeline.steps
+        ]
+        sink = pipeline.sink
+        shape.append(
+            {
+                "source": [type(pipeline.source).__name__, pipeline.source.name],
+                "steps": steps,
+                "sink": [type(sink).__name__, sink.name if sink is not None else None],
+            }
+        )
+    return shape

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 from ..errors import AsyncWaitError
+from ..operator import AsyncWaitOperator
 
 __all__ = ("JobProgress", "JobResult", "JobTotals", "OperatorSummary")
 
@@ -53,6 +54,29 @@ class OperatorSummary:
     dead_letters: int = 0
     defaulted: int = 0
     attempt_timeouts: int = 0
+
+    @classmethod
+    def of(cls, op: AsyncWaitOperator[Any, Any]) -> OperatorSummary:
+        """The numbers of ``op`` now."""
+        stats = op.statistics()
+        metrics = op.metrics.snapshot()
+        return cls(
+            name=op.name,
+            in_flight=stats.in_flight,
+            queued=stats.queued,
+            capacity=stats.capacity,
+            emitted=stats.emitted,
+            retries=stats.retries,
+            timeouts=stats.timeouts,
+            failures=stats.failures,
+            latency_p50=metrics.latency_p50,
+            latency_p99=metrics.latency_p99,
+            counters=metrics.counters,
+            skipped=stats.skipped,
+            dead_letters=stats.dead_letters,
+            defaulted=stats.defaulted,
+            attempt_timeouts=stats.attempt_timeouts,
+        )
 
 
 @final
