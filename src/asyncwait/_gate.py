@@ -151,6 +151,11 @@ class FlowGate:
         """Whether any policy is configured."""
         return self._bucket is not None or self._limit is not None or self._breaker is not None
 
+    @property
+    def rate_limited(self) -> bool:
+        """Whether a rate limit is set (a 429/503 pauses it)."""
+        return self._bucket is not None
+
     def admit(self, now: float) -> bool:
         """Whether an event may call the store at ``now`` (the circuit breaker's answer).
 

@@ -267,22 +267,25 @@ async def test_rate_limit_spaces_the_queries() -> None:
 
 
 @pytest.mark.looptime
-async def test_a_429_with_retry_after_pauses_the_rate_limit() -> None:
+async def test_a_429_with_retry_after_pauses_the_rate_limit_and_the_batch_goes_again() -> None:
     store = Store(latency=0.001, throttle_at=[0.5])
     keys = [f"user_{i}" for i in range(20)]
-    _, out = await run(
-        store,
-        keys,
-        rate_limit=10,
-        burst=1,
-        max_batch_size=1,
-        retry=fixed_delay(1, 0.0),
-    )
-    assert len(out) == 20
+    # No retry: the overloaded answer is not a failure of the lookup, but a pause.
+    result, out = await run(store, keys, rate_limit=10, burst=1, max_batch_size=1)
+    assert sorted(o["n"] for o in out) == list(range(20))
     throttled = next(t for t in store.started if t >= 0.5)
     after = [t for t in store.started if t > throttled]
-    # Nothing is sent for the Retry-After second; then the rate limit goes on.
-    assert after[0] >= throttled + 1.0
+    # Nothing is sent for the Retry-After second; then the throttled key first, at the rate.
+    assert after[0] == pytest.approx(throttled + 1.001, abs=0.01)
+    counters = result.operators[0].counters
+    assert (counters["throttled"], counters["slowdowns"], counters["lookup_failed"]) == (1, 1, 0)
+
+
+@pytest.mark.looptime
+async def test_without_a_rate_limit_a_429_is_a_failed_lookup() -> None:
+    store = Store(latency=0.001, throttle_at=[0.0])
+    result, out = await run(store, ["user_1", "user_2"], max_batch_size=1, on_error="skip")
+    assert (len(out), result.skipped) == (1, 1)
 
 
 @pytest.mark.looptime

@@ -26,16 +26,18 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Any, Protocol, final
+from typing import Any, Final, Protocol, final
 
 from .._gate import FlowGate
 from .._tasks import TaskOwner
-from ..errors import BadInputError, ClosedError
+from ..errors import BadInputError, ClosedError, HttpStatusError
 from ..function import Deliver
 from ..lookups import LookupTable, Row
 from ..metrics import Metrics
 
-__all__ = ("Batch", "Batcher", "Handoff", "Waiter")
+__all__ = ("MAX_REQUEUES", "Batch", "Batcher", "Handoff", "Waiter")
+
+MAX_REQUEUES: Final = 5  # times one batch is sent again after "overloaded" (429/503)
 
 
 class Waiter(Protocol):
@@ -123,10 +125,11 @@ class Handoff:
 class Batch:
     """The keys of one query, gathered until it is sent; ``task`` runs it once sent."""
 
-    __slots__ = ("due", "keys", "task", "timer")
+    __slots__ = ("due", "keys", "requeued", "task", "timer")
 
     def __init__(self, due: bool) -> None:
         self.keys: list[Hashable] = []
+        self.requeued = 0  # times the store answered "overloaded" and it was sent again
         self.task: asyncio.Task[None] | None = None
         # May be sent once a query slot is free: at once without max_batch_wait, else when
         # full or when ``timer`` (its max_batch_wait) fires.
@@ -385,11 +388,13 @@ class Batcher:
                         except BadInputError as exc:
                             rows[key] = exc
         except Exception as exc:
-            self.errors += 1
-            metrics.inc("lookup_errors")
             if gate is not None:
                 now = clock()
                 gate.ended(now, now - started, exc)
+                if self._throttled(gate, batch, exc):
+                    return
+            self.errors += 1
+            metrics.inc("lookup_errors")
             self._fail(batch, exc)
         except BaseException:
             # Cancelled: by close() (the lookups still waiting learn why), or abandoned.
@@ -403,6 +408,26 @@ class Batcher:
                 now = clock()
                 gate.ended(now, now - started, None)
             self._answer(batch, rows)
+
+    def _throttled(self, gate: FlowGate, batch: Batch, exc: Exception) -> bool:
+        """Send ``batch`` again once the rate limit allows, if the store said it is overloaded.
+
+        A 429/503 is the store asking to slow down, not a failed lookup: with a rate limit
+        (which the answer just paused) the batch goes back to the front of the queue, up to
+        ``MAX_REQUEUES`` times; the elements' own deadlines still apply.
+        """
+        if (
+            not isinstance(exc, HttpStatusError)
+            or exc.status not in (429, 503)
+            or batch.requeued >= MAX_REQUEUES
+            or not gate.rate_limited
+        ):
+            return False
+        batch.requeued += 1
+        batch.task = None
+        self._metrics.inc("throttled")
+        self._batches.appendleft(batch)  # _query_done pumps: the gate says when
+        return True
 
     def _answer(self, batch: Batch, rows: dict[Hashable, Row | Exception | None]) -> None:
         """Store each key's row (or miss) and hand it to the lookups waiting for it."""

@@ -219,7 +219,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             metrics.count_from(self._table.counters)
         capacity = context.capacity
         self._policies.check_capacity(self._source, capacity)
-        self._gate = gate = self._policies.gate(self._source)
+        self._gate = gate = self._policies.gate(self._source, self._table)
         if gate is not None:
             metrics.count_from(lambda: gate.statistics().counters())  # rate_limit_waits...
         adaptive = self._policies.adaptive

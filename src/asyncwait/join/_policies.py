@@ -16,6 +16,7 @@ from .._flow import AdaptiveSpec, BreakerSpec, RateLimitSpec
 from .._gate import FlowGate
 from .._reprs import short_repr
 from ..errors import BadInputError, ConfigError
+from ..lookups import LookupTable, ThrottledTable
 
 __all__ = ("JoinPolicies",)
 
@@ -84,10 +85,16 @@ class JoinPolicies:
         if self.adaptive is not None:
             self.adaptive.check_capacity(source, capacity)
 
-    def gate(self, name: str) -> FlowGate | None:
-        """A new gate for a run of the join (``None`` without a policy)."""
+    def gate(self, name: str, table: LookupTable) -> FlowGate | None:
+        """A new gate for a run of the join (``None`` without a policy).
+
+        With a rate limit, a table that waits out ``Retry-After`` itself is told to leave
+        that to the gate (which pauses every call of the lookup, not just one).
+        """
         if not self.limited:
             return None
+        if self.rate_limit is not None and isinstance(table, ThrottledTable):
+            table.defer_retry_after()
         return FlowGate(
             name, rate_limit=self.rate_limit, adaptive=self.adaptive, breaker=self.breaker
         )
