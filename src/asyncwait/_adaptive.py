@@ -139,6 +139,7 @@ class ConcurrencyLimit:
         "_calm",
         "_ceiling",
         "_changed_at",
+        "_cut_at",
         "_cut_latency",
         "_decreases",
         "_errors",
@@ -187,6 +188,10 @@ class ConcurrencyLimit:
         # The current round: calls started after the limit filled (_full_at) since the last
         # change (_changed_at); only those ran with the current limit in flight.
         self._changed_at = -math.inf
+        # When the limit last went down: answers to calls started before it came from the
+        # higher limit and must not cut again (every round restarts at _changed_at, even
+        # when the limit stays, so that one cannot serve: it would hide most overloads).
+        self._cut_at = -math.inf
         self._full_at: float | None = None
         self._n = 0
         self._sum = 0.0
@@ -312,10 +317,10 @@ class ConcurrencyLimit:
     def _back_off(self, now: float, factor: float, *, gated: bool = True) -> bool:
         """Cut the limit to ``factor`` (between 0.5 and BACKOFF) times, by one at least.
 
-        With ``gated``, at most once per round-trip: the answers still in flight were
-        caused by the higher limit. Returns whether it cut.
+        With ``gated``, at most once per round-trip after the last decrease: the answers
+        still in flight were caused by the higher limit. Returns whether it cut.
         """
-        if gated and now - self._changed_at < (self._recent or self._base or 0.0):
+        if gated and now - self._cut_at < (self._recent or self._base or 0.0):
             return False
         factor = max(0.5, min(BACKOFF, factor))
         cut = max(self._min, min(self._limit - 1, math.floor(self._limit * factor)))
@@ -332,6 +337,7 @@ class ConcurrencyLimit:
             self._increases += 1
         elif limit < self._limit:
             self._decreases += 1
+            self._cut_at = now
         self._limit = limit
         self._changed_at = now
         self._full_at = None
