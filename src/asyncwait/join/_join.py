@@ -24,7 +24,7 @@ from ..retry import MissedRow
 from ._batcher import Batcher, Handoff
 from ._options import bad_key, check_batching, check_join, not_a_dict, ratio_option
 from ._policies import JoinPolicies
-from ._tally import WARN_AFTER, JoinStatistics, check_ratio, warn_nothing_matched
+from ._tally import WARN_AFTER, JoinCounts, JoinStatistics, check_ratio, warn_nothing_matched
 
 __all__ = ("JoinStatistics", "JoinType", "LookupJoin")
 
@@ -48,7 +48,7 @@ _BATCH_QUERIES: Final = 2  # queries in flight by default when batching
 
 
 @final
-class LookupJoin(AsyncFunction[Any, Any]):
+class LookupJoin(JoinCounts, AsyncFunction[Any, Any]):
     """Joins each event with the row of its key in ``table``: a lookup (dimension) join.
 
     For an event, ``key = on(event)`` is looked up through ``cache`` (if any), else in the
@@ -196,7 +196,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
         self._max_queries_option = max_queries
         # What the lookups came to (see _tally). Plain ints: bumped once per lookup on the
         # hot path, read by statistics() and, through count_from, the operator's metrics.
-        self.matched = self.missed = self.dropped = self.failed = self.rejected = 0
+        self.reset_counts()
         # Bound once: every handoff of a miss calls them.
         self._handoff_calls = (self._output, self._count_failure)
 
@@ -213,7 +213,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             raise RuntimeError(msg)
         self._metrics = metrics = context.metrics
         self._source = f"{context.name}: lookup join on {self._table.name}"
-        self.matched = self.missed = self.dropped = self.failed = self.rejected = 0
+        self.reset_counts()
         metrics.count_from(self._counters)  # a fresh Metrics per operator (and run)
         if isinstance(self._table, CountedTable):
             metrics.count_from(self._table.counters)
@@ -223,12 +223,13 @@ class LookupJoin(AsyncFunction[Any, Any]):
         if gate is not None:
             metrics.count_from(lambda: gate.statistics().counters())  # rate_limit_waits...
         adaptive = self._policies.adaptive
+        max_batch = self._policies.max_batch(self._table, self._max_batch)
         if self._max_queries_option is not None:
             max_queries = self._max_queries_option
         elif adaptive is not None:
             max_queries = adaptive.max  # the adaptive limit decides below that
         else:
-            max_queries = _BATCH_QUERIES if self._max_batch > 1 else capacity
+            max_queries = _BATCH_QUERIES if max_batch > 1 else capacity
         # A connector with a connection pool sizes it from the queries we keep in flight.
         if isinstance(self._table, PooledTable):
             self._table.expect_queries(max_queries)
@@ -249,7 +250,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             self._source,
             context.metrics,
             None if cache is None else cache.put,
-            batch_limit=min(self._max_batch, -(-capacity // max_queries)),
+            batch_limit=min(max_batch, -(-capacity // max_queries)),
             max_batch_wait=self._max_batch_wait,
             max_queries=max_queries,
             capacity=capacity,
@@ -435,25 +436,6 @@ class LookupJoin(AsyncFunction[Any, Any]):
 
     def _not_a_dict(self, event: Any) -> BadInputError:
         return not_a_dict(self._source, event)
-
-    def _count_failure(self, exc: BaseException | None) -> None:
-        """Count a lookup that ended with ``exc`` (``None``: withdrawn, so failed too).
-
-        Bad input counts as rejected, everything else as failed.
-        """
-        if isinstance(exc, BadInputError):
-            self.rejected += 1
-        else:
-            self.failed += 1
-
-    def _counters(self) -> dict[str, int]:
-        """The operator's counters of this join (read when its metrics are read)."""
-        return {
-            "matched": self.matched,
-            "missed": self.missed,
-            "dropped": self.dropped,
-            "lookup_failed": self.failed,
-        }
 
     async def end_input(self) -> None:
         """Check ``min_match_ratio`` once the input has ended (the operator calls it).

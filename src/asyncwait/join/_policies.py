@@ -99,6 +99,16 @@ class JoinPolicies:
             name, rate_limit=self.rate_limit, adaptive=self.adaptive, breaker=self.breaker
         )
 
+    def max_batch(self, table: LookupTable, asked: int) -> int:
+        """The keys per query (``asked``, or 1 when each key is a call of its own).
+
+        Flow control counts queries: with a table that makes one call per key, a query of
+        one key lets the store see the rate and the concurrency asked for.
+        """
+        if self.limited and isinstance(table, ThrottledTable) and table.one_call_per_key():
+            return 1
+        return asked
+
     def merged(self, source: str, event: Any) -> list[Any]:
         """The output of ``event`` whose lookup failed: merged with the default row."""
         assert self.default is not None  # on_error="default" is checked to have one

@@ -149,6 +149,14 @@ class ThrottledTable(LookupTable, Protocol):
         """Raise overload answers at once instead of waiting (called before ``open()``)."""
         ...
 
+    def one_call_per_key(self) -> bool:
+        """Whether each key of a ``get_many`` is a call of its own to the store.
+
+        A join with flow control then sends one key per query, so that its rate limit,
+        concurrency limit and breaker count the calls the store sees.
+        """
+        ...
+
 
 def quote_identifier(name: str) -> str:
     """Return ``name`` quoted as an SQL identifier (double quotes, inner quotes doubled).

@@ -151,6 +151,10 @@ class HttpTable(Pooled):
         """
         self._client.defer_retry_after()
 
+    def one_call_per_key(self) -> bool:
+        """Without a ``batch_url``, each key is a request of its own."""
+        return self._batch_url is None
+
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
