@@ -68,8 +68,10 @@ class FlowStatistics:
     def counters(self) -> dict[str, int]:
         """The integer statistics of the configured policies, by name (for summaries).
 
-        >>> FlowStatistics(3, 1, None, 0, 0, "open", 2, 40, rate_limit=10.0).counters()
-        {'rate_limit_waits': 3, 'slowdowns': 1, 'breaker_openings': 2, 'breaker_rejected': 40}
+        >>> stats = FlowStatistics(3, 1, None, 0, 0, "open", 2, 40, rate_limit=10.0)
+        >>> sorted(stats.counters().items())  # doctest: +NORMALIZE_WHITESPACE
+        [('breaker_open', 1), ('breaker_openings', 2), ('breaker_rejected', 40),
+         ('rate_limit_waits', 3), ('slowdowns', 1)]
         """
         found: dict[str, int] = {}
         if self.rate_limit is not None:
@@ -80,6 +82,7 @@ class FlowStatistics:
         if self.breaker_state is not None:
             found["breaker_openings"] = self.breaker_openings
             found["breaker_rejected"] = self.breaker_rejected
+            found["breaker_open"] = int(self.breaker_state != "closed")  # open or probing
         return found
 
 
