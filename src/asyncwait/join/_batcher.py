@@ -233,6 +233,10 @@ class Batcher:
             self._pump()  # fails the batches not sent yet, stops their timers
         # Let each query hand out its cancellation; our own cancellation still propagates.
         await self._queries.aclose()
+        # A query cancelled before its task first ran never reached its handler: its
+        # lookups still wait. Each lookup gets exactly one outcome.
+        for key in list(self._in_flight):
+            self._fail_key(key, ClosedError(f"{self._source} was closed before the lookup"))
 
     def enlist(self, key: Hashable, waiter: Waiter) -> Batch:
         """Make ``waiter`` wait for ``key``'s row: on a query in flight, or in a batch."""

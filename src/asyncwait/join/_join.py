@@ -277,8 +277,7 @@ class LookupJoin(JoinCounts, AsyncFunction[Any, Any]):
 
     async def async_invoke(self, value: Any) -> list[Any]:
         if self._state is not _State.OPEN:
-            msg = f"{self._source} is not open (state {self._state.value})"
-            raise ClosedError(msg)
+            raise self._not_open()
         key = self.key_of(value)
         cache = self._cache
         if cache is not None:
@@ -364,8 +363,7 @@ class LookupJoin(JoinCounts, AsyncFunction[Any, Any]):
     def _enlist(self, key: Hashable, value: Any, deliver: Deliver) -> Handoff:
         batcher = self._batcher
         if batcher is None or self._state is not _State.OPEN:
-            msg = f"{self._source} is not open (state {self._state.value})"
-            raise ClosedError(msg)
+            raise self._not_open()
         gate = self._gate
         if gate is not None and not gate.admit(asyncio.get_running_loop().time()):
             raise self._circuit_open()
@@ -373,6 +371,10 @@ class LookupJoin(JoinCounts, AsyncFunction[Any, Any]):
         handoff = Handoff(output, count_failure, value, deliver, batcher)
         handoff.batch = batcher.enlist(key, handoff)
         return handoff
+
+    def _not_open(self) -> ClosedError:
+        self.failed += 1  # a lookup started on a closed join (the operator is closing) failed
+        return ClosedError(f"{self._source} is not open (state {self._state.value})")
 
     def _circuit_open(self) -> CircuitOpenError:
         self.failed += 1
