@@ -147,7 +147,11 @@ def test_the_breaker_fails_fast_while_open_and_counts_the_refusals() -> None:
     assert [gate.admit(t) for t in (4.0, 6.0, 8.4)] == [False] * 3
     assert gate.admit(8.5)  # open_for after the opening: the probe
     assert not gate.admit(8.6)
-    assert gate.statistics().counters() == {"breaker_openings": 1, "breaker_rejected": 4}
+    assert gate.statistics().counters() == {
+        "breaker_openings": 1,
+        "breaker_rejected": 4,
+        "breaker_open": 1,  # probing counts as open: calls are still refused
+    }
     assert gate.statistics().breaker_state == "half_open"
 
 
@@ -242,6 +246,7 @@ def test_statistics_and_counters_cover_every_configured_policy() -> None:
         "concurrency_limit": 3,
         "breaker_openings": 0,
         "breaker_rejected": 0,
+        "breaker_open": 0,
     }
     text = repr(gate)
     assert "<CircuitBreaker closed" in text
