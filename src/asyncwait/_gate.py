@@ -1,7 +1,7 @@
 """One lookup's flow control toward its store: breaker, rate limit, concurrency (private).
 
 :class:`FlowGate` combines the components of ``_flow``, ``_adaptive`` and ``_breaker``
-for the calls of one lookup, in the order the resilience docs give::
+for the calls of one lookup, in this order::
 
     event ─► admit(now) ──────────► next_send(now, in_flight) ──► call ──► ended(...)
              circuit breaker        concurrency limit, then         │      or abandoned(...)
