@@ -161,7 +161,7 @@ def create_slow_view(
 
 @dataclass(frozen=True, slots=True)
 class Slowness:
-    """A slowness window: from ``start`` to ``until`` (``time.monotonic()``)."""
+    """A slowness window (``time.monotonic()``): on by ``start``, over by ``until``."""
 
     start: float
     until: float
@@ -185,7 +185,9 @@ def slow_postgres(
             ).format(sql.Identifier(SETTINGS)),
             (seconds, per_statement, per_row),
         )
-    return Slowness(start, start + seconds)
+        # The server read its clock between `start` and now: the window is over by `until`.
+        until = time.monotonic() + seconds
+    return Slowness(start, until)
 
 
 def terminate_backends(server: PostgresServer, role: str | None = None) -> int:
