@@ -434,6 +434,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             dead_letters=0 if policy is None else policy.dead_letters,
             defaulted=0 if policy is None else policy.defaulted,
             attempt_timeouts=0 if self._attempts is None else self._attempts.expirations,
+            result_retries=outcomes.result_retries,
         )
 
     def __repr__(self) -> str:

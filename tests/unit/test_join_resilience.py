@@ -249,6 +249,7 @@ async def test_a_missing_row_is_asked_again_until_it_arrives() -> None:
     assert len(store.started) == 3 + 5
     counters = result.operators[0].counters
     assert (counters["matched"], counters["missed"]) == (1, 2 + 5)
+    assert result.operators[0].result_retries == 2 + 4
 
 
 # ---------------------------------------------------------------------------------- flow control

@@ -37,6 +37,7 @@ class OperatorSummary:
         skipped, dead_letters, defaulted: elements its ``on_error`` policy dropped, sent
             to the errors file, or completed with the default.
         attempt_timeouts: attempts abandoned after ``attempt_timeout``.
+        result_retries: retries asked by the retry's ``on_result`` (a missing row).
     """
 
     name: str
@@ -54,6 +55,7 @@ class OperatorSummary:
     dead_letters: int = 0
     defaulted: int = 0
     attempt_timeouts: int = 0
+    result_retries: int = 0
 
     @classmethod
     def of(cls, op: AsyncWaitOperator[Any, Any]) -> OperatorSummary:
@@ -76,6 +78,7 @@ class OperatorSummary:
             dead_letters=stats.dead_letters,
             defaulted=stats.defaulted,
             attempt_timeouts=stats.attempt_timeouts,
+            result_retries=stats.result_retries,
         )
 
 

@@ -90,6 +90,8 @@ def summarize(
                 "skipped": op.skipped,
                 "dead_letters": op.dead_letters,
                 "defaulted": op.defaulted,
+                "attempt_timeouts": op.attempt_timeouts,
+                "result_retries": op.result_retries,
                 **_join_results(op),
                 "counters": dict(op.counters),
             }

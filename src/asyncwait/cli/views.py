@@ -38,6 +38,8 @@ class OperatorView:
     skipped: int = 0
     dead_letters: int = 0
     defaulted: int = 0
+    attempt_timeouts: int = 0
+    result_retries: int = 0
 
     @property
     def cache_hits(self) -> int:
@@ -96,6 +98,8 @@ class OperatorView:
             skipped=int(num("skipped")),
             dead_letters=int(num("dead_letters")),
             defaulted=int(num("defaulted")),
+            attempt_timeouts=int(num("attempt_timeouts")),
+            result_retries=int(num("result_retries")),
         )
 
 
