@@ -2,7 +2,11 @@
 
 The job's errors file (``asyncwait._dataflow.errorlog``) receives what they reject.
 
-Each entry has at least ``source`` (where the element came from: a path, ``<stdin>``,
+Each entry has a ``kind``: ``"bad_input"`` for these, ``"lookup_failed"`` for an event
+whose lookup finally failed with ``on_error = "dead_letter"`` (a dead letter: the ``event``
+itself, the ``reason``, the ``attempts`` and the ``operator``).
+
+Each bad input entry has at least ``source`` (where the element came from: a path, ``<stdin>``,
 ``collection``), ``line`` (1-based, or ``null`` when unknown), ``raw`` (the raw text, or the
 element's value as JSON once it was parsed) and ``reason``; an element rejected by a later
 step also names that step in ``operator``.
@@ -36,3 +40,21 @@ def describe(value: object) -> str:
         return json.dumps(value, ensure_ascii=False, default=repr)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def as_event(value: object) -> object:
+    """``value`` as a dead letter's ``event``: itself when JSON can hold it, else as text."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return describe(value)
+    return value
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a call failed, for a dead letter: the error's type and message."""
+    name = type(error).__name__
+    if isinstance(error, TimeoutError) and not str(error):
+        return f"{name}: timed out"
+    text = str(error)
+    return f"{name}: {text}" if text else name

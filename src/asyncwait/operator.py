@@ -221,6 +221,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
         on_bad_input: RejectBadInput | None = None,
         values: bool = False,
         dead_letter: DeadLetter | None = None,
+        skipped: DeadLetter | None = None,
     ) -> None:
         """Open the function, then re-process ``restored`` elements before returning.
 
@@ -243,7 +244,12 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 watermarks. For the iterator helpers, which need no event time.
             dead_letter: with ``on_error="dead_letter"`` (required then):
                 ``dead_letter(element, error, attempts)`` receives each element whose call
-                finally failed; what it raises fails the element after all.
+                finally failed; what it raises fails the element after all. What it
+                returns (an iterable, or ``None`` for nothing) is emitted in the element's
+                place.
+            skipped: with ``on_error="skip"``, for an embedding runtime:
+                ``skipped(element, error, attempts)`` returns what to emit in a skipped
+                element's place (a marker it counts when the element's turn comes).
 
         Raises:
             AsyncWaitError: ``open`` was called before.
@@ -264,6 +270,8 @@ class AsyncWaitOperator(Generic[IN, OUT]):
                 msg = f"{self.name}: on_error 'dead_letter' needs open(dead_letter=...)"
                 raise ConfigError(msg)
             policy.dead_letter = dead_letter
+        if policy is not None and skipped is not None:
+            policy.on_skip = skipped
         self._emitter.start(emit, bare=values)
         self._outcomes.reject = on_bad_input
         self._opened_function = True
@@ -426,6 +434,7 @@ class AsyncWaitOperator(Generic[IN, OUT]):
             dead_letters=0 if policy is None else policy.dead_letters,
             defaulted=0 if policy is None else policy.defaulted,
             attempt_timeouts=0 if self._attempts is None else self._attempts.expirations,
+            result_retries=outcomes.result_retries,
         )
 
     def __repr__(self) -> str:

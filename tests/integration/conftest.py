@@ -5,6 +5,8 @@ Each server's fixtures live in their own module and are imported below. (Not thr
 whole suite.)
 """
 
+from ._flaky_client import flaky_store as flaky_store
+from ._flaky_client import flaky_store_server as flaky_store_server
 from ._httpserver import http_server as http_server
 from ._kafka import kafka_broker as kafka_broker
 from ._kafka import own_kafka as own_kafka
@@ -14,6 +16,8 @@ from ._redis import own_redis as own_redis
 from ._redis import redis_server as redis_server
 
 __all__ = (
+    "flaky_store",
+    "flaky_store_server",
     "http_server",
     "kafka_broker",
     "mariadb",

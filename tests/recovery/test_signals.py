@@ -91,6 +91,8 @@ def test_sigterm_stops_after_a_checkpoint_and_the_next_run_resumes(
         "events_in": EVENTS,
         "events_out": written,
         "errors": EVENTS - written,  # the demo's malformed lines, each counted once
+        "skipped": 0,
+        "dead_letters": 0,
     }
 
 

@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -273,3 +274,61 @@ def test_callgrind_totals_reads_every_dump_in_order(tmp_path: Path) -> None:
         (tmp_path / f"callgrind.out.{part}").write_text(f"events: Ir\nsummary: {part}\n")
     out.write_text("events: Ir\ntotals: 1000\n")
     assert callgrind_totals(out) == [*range(1, 12), 1000]
+
+
+def test_resilience_suite_quick_reports_every_row(tmp_path: Path) -> None:
+    # Sections whose lookup_join keywords are not there yet report "not run" rows, with no
+    # values and no verdict; the rest must have run.
+    from bench import resilience
+
+    out = tmp_path / "results.json"
+    args = ["resilience", "--quick", "--baseline", "HEAD", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text(encoding="utf-8"))["suites"]["resilience"]["rows"]
+    by_section: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_section.setdefault(row["section"], []).append(row)
+    assert sorted(by_section) == [
+        "0. store alone",
+        "1. adaptive vs fixed",
+        "2. outage",
+        "3. rate limit",
+        "4. no-policy overhead",
+    ]
+    ran = [row for row in rows if not row["note"].startswith("not run")]
+    _check_values(ran)
+    assert len(by_section["0. store alone"]) == 3
+    for row in by_section["0. store alone"]:
+        assert row["values"]["value"] > 0, row
+    fixed = [row for row in by_section["1. adaptive vs fixed"] if row["case"].startswith("cap")]
+    assert [row["case"] for row in fixed] == [
+        f"capacity {c}" for c in (*resilience.QUICK.capacities, 1000)
+    ]
+    assert max(row["values"]["ratio"] for row in fixed) == 1.0  # the best is the baseline
+    scenarios = {"1. adaptive vs fixed": "adaptive", "2. outage": "outage", "3. rate limit": "rate"}
+    for section, scenario in scenarios.items():
+        targets = [row for row in by_section[section] if row["target"]]
+        if resilience.missing(scenario):
+            assert not targets
+            (skipped,) = [row for row in by_section[section] if row["note"].startswith("not")]
+            assert skipped["values"] == {}
+            assert skipped["met"] is None
+        else:
+            assert targets
+            assert all(isinstance(row["met"], bool) for row in targets)
+    overhead = {row["case"]: row for row in by_section["4. no-policy overhead"]}
+    assert sorted(overhead) == ["demo job, new tree", "demo job, old tree"]
+    assert overhead["demo job, new tree"]["values"]["ratio"] > 0
+    assert "resilience (issue 10)" in done.stdout
+    worktrees = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    )
+    assert "asyncwait-bench-resilience-" not in worktrees.stdout  # the old tree was removed

@@ -228,3 +228,52 @@ async def test_entries_past_a_barrier_wait_for_the_next_checkpoint(tmp_path: Pat
     with pytest.raises(BadInputError, match="more than 4 bad input elements"):
         again.add(source="in", line=5, raw="one too many", reason="r")
     await again.close()
+
+
+async def test_dead_letters_are_written_once_across_a_stop_and_a_resume(tmp_path: Path) -> None:
+    # Ordered: every element after the first fails at once (a dead letter) but waits for the
+    # first, held until the stop. The checkpoint keeps them all as inputs, so the resumed
+    # run calls them again: each dead letter must still be written once.
+    write_input(tmp_path / "in.jsonl", 50)
+    release = asyncio.Event()
+
+    async def lookup(value: dict[str, int]) -> dict[str, int]:
+        if value["i"] == 0:
+            await release.wait()
+            return value
+        msg = f"the store failed for {value['i']}"
+        raise ConnectionError(msg)
+
+    def dead_letter_job() -> StreamEnvironment:
+        env = StreamEnvironment(
+            None, tmp_path / "cp", name="dead", errors_path=tmp_path / "errors.jsonl"
+        )
+        (
+            env.from_source(sources.jsonl(tmp_path / "in.jsonl"))
+            .ordered_wait(lookup, capacity=100, on_error="dead_letter")
+            .sink_to(sinks.jsonl(tmp_path / "out.jsonl"))
+        )
+        return env
+
+    env = dead_letter_job()
+    run = asyncio.ensure_future(env.execute_async())
+    await until(
+        lambda: bool(env.progress().operators) and env.progress().operators[0].failures == 49,
+        "49 elements failed",
+    )
+    env.stop()
+    stopped = await asyncio.wait_for(run, 30)
+    assert stopped.stopped
+    # Not emitted yet (the first element holds them back): no dead letter was written.
+    assert stopped.dead_letters == 0
+    assert not (tmp_path / "errors.jsonl").read_text()
+
+    release.set()
+    resumed = await dead_letter_job().execute_async()
+    assert resumed.restored_from == stopped.last_checkpoint
+    entries = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["event"]["i"] for e in entries) == list(range(1, 50))
+    assert {e["kind"] for e in entries} == {"lookup_failed"}
+    assert [e["line"] for e in entries] == list(range(2, 51))
+    assert resumed.totals is not None
+    assert (resumed.totals.events_out, resumed.totals.dead_letters) == (1, 49)

@@ -432,3 +432,44 @@ def test_a_csv_left_join_writes_empty_cells_and_rejects_an_extra_field(data_dir:
     summary = json.loads(summary_path.read_text())
     assert (summary["events_in"], summary["events_out"], summary["errors"]) == (4, 3, 1)
     assert summary["operators"][0]["missed"] == 2
+
+
+def test_the_displays_show_a_lookups_flow_control_and_its_set_aside_events() -> None:
+    lookup = OperatorView(
+        "lookup[0]:users",
+        in_flight=3,
+        capacity=50,
+        emitted=900,
+        counters={
+            "matched": 900,
+            "missed": 0,
+            "dropped": 0,
+            "lookup_failed": 140,
+            "concurrency_limit": 12,
+            "breaker_open": 1,
+            "breaker_openings": 2,
+            "rate_limit_waits": 31,
+        },
+        dead_letters=100,
+    )
+    progress = ProgressView(3.0, 1000, 900, 0, (lookup,), dead_letters=100)
+    stream = io.StringIO()
+    line = LineDisplay(stream, every=0.0)
+    line.update(progress)
+    assert (
+        "limit 12, breaker OPEN (2 openings), rate waits 31, skipped 0, dead letters 100"
+        in stream.getvalue()
+    )
+    buffer = io.StringIO()
+    live = LiveDisplay(Console(file=buffer, force_terminal=True, width=140), "enrich")
+    live.update(progress)
+    live.close()
+    shown = buffer.getvalue()
+    assert "OPEN (2 openings)" in shown
+    assert "resilience" in shown
+    summary = summarize(progress, job="enrich", errors_path=Path("e.jsonl"))
+    assert (summary["dead_letters"], summary["skipped"]) == (100, 0)
+    assert summary["operators"][0]["dead_letters"] == 100
+    printed = io.StringIO()
+    print_summary(summary, Console(file=printed, width=200))
+    assert "dead letters      100 (in e.jsonl, kind lookup_failed)" in printed.getvalue()

@@ -17,6 +17,7 @@ RUNNABLE_PAGES = [
     "docs/dataflow.md",
     "docs/lookup-join.md",
     "docs/fault-tolerance.md",
+    "docs/resilience.md",
 ]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from asyncwait import (
@@ -115,6 +115,18 @@ class Counting(AsyncFunction[Any, Any]):
 
 
 @settings(max_examples=150, deadline=None)
+@example(  # a query spawned as the operator failed was cancelled before it first ran
+    mode=OutputMode.KEY_ORDERED,
+    cached="none",
+    how="left",
+    keys=[1, 0, 0],
+    rows=set(),
+    failures={0: 1},
+    hanging=set(),
+    retries=0,
+    capacity=3,
+    batch=1,
+)
 @given(
     mode=st.sampled_from(list(OutputMode)),
     cached=st.sampled_from(["none", "lru", "full"]),

@@ -228,6 +228,7 @@ async def test_bad_input_from_steps_and_operators_goes_to_the_errors_file(
         (5, None),
     ]
     assert entries[0] == {
+        "kind": "bad_input",
         "source": str(events),
         "line": 2,
         "raw": '{"n": "x"}',
@@ -255,6 +256,7 @@ async def test_without_an_errors_file_bad_input_is_counted_and_sampled() -> None
     assert result.errors == 15
     assert len(result.error_samples) == 10
     assert result.error_samples[0] == {
+        "kind": "bad_input",
         "source": "collection",
         "line": 2,
         "raw": "1",
@@ -311,7 +313,14 @@ async def test_a_bad_key_is_bad_input_in_key_ordered_mode() -> None:
     result = await env.execute_async()
     assert out.values == [{"k": "a"}, {"k": "b"}]
     assert result.error_samples == (
-        {"source": "collection", "line": 2, "raw": "{}", "reason": "no key", "operator": "keyed"},
+        {
+            "kind": "bad_input",
+            "source": "collection",
+            "line": 2,
+            "raw": "{}",
+            "reason": "no key",
+            "operator": "keyed",
+        },
     )
 
 

@@ -28,10 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, final
 
+from .._rejects import as_event, describe, failure_reason
 from ..elements import Record, StreamElement
 from ..errors import BadInputError, ConfigError
 from ..sinks import Sink
 from ..sinks._files import errors_file
+from .steps import Rejected
 
 __all__ = ("ErrorLog",)
 
@@ -63,14 +65,18 @@ class ErrorLog:
         "_sink",
         "_transactional",
         "_written",
+        "_written_dead",
         "count",
+        "dead_letters",
         "max_errors",
         "overflow",
         "path",
         "restored",
+        "restored_dead",
         "samples",
         "sealed",
         "total",
+        "total_dead",
     )
 
     def __init__(
@@ -87,9 +93,13 @@ class ErrorLog:
         self._sink: Sink | None = None if path is None else errors_file(path)
         self._transactional = False
         self.count = 0  # bad elements this run (replayed ones included)
+        self.dead_letters = 0  # events whose lookup failed, written this run (likewise)
         self.restored = 0  # entries the checkpoint resumed from had committed
         self.total = 0  # entries of the checkpoints sealed, earlier runs' included
         self._written = 0  # entries written to the file (or counted, without one) this run
+        self._written_dead = 0  # of which dead letters
+        self.restored_dead = 0  # dead letters the checkpoint resumed from had committed
+        self.total_dead = 0  # dead letters of the checkpoints sealed, earlier runs' included
         self.samples: list[dict[str, Any]] = []
         self.overflow: BadInputError | None = None  # set once max_errors is exceeded
         # Entries not written yet: before open(), or of the checkpoint after the one under
@@ -132,6 +142,7 @@ class ErrorLog:
         self._transactional = transactional
         if restored is not None:
             self.restored = self.total = int(restored["entries"])
+            self.restored_dead = self.total_dead = int(restored.get("dead_letters", 0))
         sink = self._sink
         if sink is not None:
             if transactional:
@@ -158,18 +169,18 @@ class ErrorLog:
         if self.overflow is not None:
             raise self.overflow
         self.count += 1
-        entry: dict[str, Any] = {"source": source, "line": line, "raw": raw, "reason": reason}
+        entry: dict[str, Any] = {
+            "kind": "bad_input",
+            "source": source,
+            "line": line,
+            "raw": raw,
+            "reason": reason,
+        }
         if operator is not None:
             entry["operator"] = operator
         if len(self.samples) < _SAMPLES:
             self.samples.append(entry)
-        held = self._held
-        if held is None and (self._sealing or epoch > self.sealed):
-            held = self._held = []
-        if held is not None:
-            held.append(entry)
-        else:
-            self._write(entry)
+        self._enter(entry, epoch)
         limit = self.max_errors
         if limit is not None and self.restored + self.count > limit:
             where = f"see {self.path}" if self.path is not None else "no errors file was set"
@@ -183,8 +194,71 @@ class ErrorLog:
             self._on_overflow(self.overflow)
             raise self.overflow
 
+    def dead_letter(
+        self,
+        *,
+        source: str,
+        line: int | None,
+        event: Any,
+        reason: str,
+        operator: str,
+        attempts: int,
+        epoch: int = 0,
+    ) -> None:
+        """Record an event whose lookup finally failed (``on_error = "dead_letter"``).
+
+        Written like bad input (exactly once with checkpoints), as ``kind =
+        "lookup_failed"`` with the ``event`` itself; not counted against ``max_errors``.
+        """
+        self.dead_letters += 1
+        entry: dict[str, Any] = {
+            "kind": "lookup_failed",
+            "source": source,
+            "line": line,
+            "operator": operator,
+            "reason": reason,
+            "attempts": attempts,
+            "event": event,
+        }
+        self._enter(entry, epoch)
+
+    def route(self, rejected: Rejected, source: str, operator: str, epoch: int) -> None:
+        """Write an async function's input set aside as bad input or as a dead letter."""
+        error = rejected.error
+        if rejected.kind == "lookup_failed":
+            self.dead_letter(
+                source=source,
+                line=rejected.line,
+                event=as_event(rejected.value),
+                reason=failure_reason(error),
+                operator=operator,
+                attempts=rejected.attempts,
+                epoch=epoch,
+            )
+            return
+        assert isinstance(error, BadInputError)
+        self.add(
+            source=source,
+            line=rejected.line if rejected.line is not None else error.line,
+            raw=error.raw if error.raw is not None else describe(rejected.value),
+            reason=str(error),
+            operator=operator,
+            epoch=epoch,
+        )
+
+    def _enter(self, entry: dict[str, Any], epoch: int) -> None:
+        held = self._held
+        if held is None and (self._sealing or epoch > self.sealed):
+            held = self._held = []
+        if held is not None:
+            held.append(entry)
+        else:
+            self._write(entry)
+
     def _write(self, entry: dict[str, Any]) -> None:
         self._written += 1
+        if entry["kind"] == "lookup_failed":
+            self._written_dead += 1
         sink = self._sink
         if sink is not None:
             batch: list[StreamElement] = [Record(entry)]
@@ -205,7 +279,13 @@ class ErrorLog:
             self._sealing = False
         self.sealed = checkpoint_id
         self.total = self.restored + self._written
-        saved = {"path": self._identity(), "sink": state, "entries": self.total}
+        self.total_dead = self.restored_dead + self._written_dead
+        saved = {
+            "path": self._identity(),
+            "sink": state,
+            "entries": self.total,
+            "dead_letters": self.total_dead,
+        }
         held, self._held = self._held, None
         for entry in held or ():
             self._write(entry)  # the next checkpoint's, into the next part file

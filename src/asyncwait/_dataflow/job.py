@@ -29,8 +29,8 @@ from ..sinks import Sink
 from ..sources import Source
 from .channel import Channel
 from .errorlog import ErrorLog
-from .operator_stage import OperatorStage, rejection
-from .plan import AsyncSpec, Pipeline, StepSpec
+from .operator_stage import OperatorStage, dead_lettered, rejection, skipped
+from .plan import AsyncSpec, Pipeline, StepSpec, topology
 from .results import JobProgress, JobResult, JobTotals, OperatorSummary
 from .stages import SinkStage, SourceStage, Stage, line_of
 from .steps import FilterStep, FlatMapStep, MapStep, Rejected, Step
@@ -68,6 +68,7 @@ class Job:
         self.errors = ErrorLog(name, errors_path, max_errors, self.fail)
         self.events_in = 0
         self.events_out = 0
+        self.skipped = 0  # events an operator's on_error = "skip" dropped (counted, no entry)
         self.running = False
         self.checkpoint_config = checkpoint
         self.coordinator: Coordinator | None = None
@@ -127,16 +128,12 @@ class Job:
     def reject_output(
         self, pipeline: Pipeline, operator: str, rejected: Rejected, stage: int
     ) -> None:
-        """An async function said its input was bad: route the input aside."""
-        error = rejected.error
-        self.errors.add(
-            source=pipeline.source.name,
-            line=rejected.line if rejected.line is not None else error.line,
-            raw=error.raw if error.raw is not None else describe(rejected.value),
-            reason=str(error),
-            operator=operator,
-            epoch=self._epoch(stage),
-        )
+        """An async function's input was set aside (see :class:`Rejected`): route it."""
+        if rejected.kind == "skipped":
+            self.skipped += 1
+            self.stages[stage].records += 1
+            return
+        self.errors.route(rejected, pipeline.source.name, operator, self._epoch(stage))
 
     # ------------------------------------------------------------------ failure
 
@@ -211,10 +208,14 @@ class Job:
         stages = self.stages
         sources = sum(s.records_at(checkpoint_id) for s in stages if type(s) is SourceStage)
         sinks = sum(s.records_at(checkpoint_id) for s in stages if type(s) is SinkStage)
+        skipped = sum(s.records_at(checkpoint_id) for s in stages if type(s) is OperatorStage)
+        errors = self.errors
         return {
             "events_in": before.events_in + sources,
             "events_out": before.events_out + sinks,
-            "errors": self.errors.total,
+            "errors": errors.total - errors.total_dead,
+            "skipped": before.skipped + skipped,
+            "dead_letters": errors.total_dead,
             "runs": before.runs + 1,
         }
 
@@ -230,23 +231,7 @@ class Job:
 
     def topology(self) -> list[dict[str, Any]]:
         """The job's shape, which a checkpoint must match to be restored."""
-        shape = []
-        for pipeline in self.pipelines:
-            steps = [
-                [spec.kind, spec.name]
-                if isinstance(spec, StepSpec)
-                else ["async", spec.name, spec.mode.value]
-                for spec in pipeline.steps
-            ]
-            sink = pipeline.sink
-            shape.append(
-                {
-                    "source": [type(pipeline.source).__name__, pipeline.source.name],
-                    "steps": steps,
-                    "sink": [type(sink).__name__, sink.name if sink is not None else None],
-                }
-            )
-        return shape
+        return topology(self.pipelines)
 
     def _load_checkpoint(self, config: CheckpointConfig) -> Checkpoint | None:
         """The checkpoint to resume from, or None; refuses one of another topology."""
@@ -346,7 +331,13 @@ class Job:
         for stage in self.stages:
             if isinstance(stage, OperatorStage):
                 # emit() never returns an awaitable (see there); bad input is routed aside.
-                await stage.op.open(stage.emit, sync_emit=True, on_bad_input=rejection)
+                await stage.op.open(
+                    stage.emit,
+                    sync_emit=True,
+                    on_bad_input=rejection,
+                    dead_letter=dead_lettered,
+                    skipped=skipped,
+                )
         for stage in self.stages:
             if isinstance(stage, SinkStage):
                 if config is not None:
@@ -431,26 +422,7 @@ class Job:
     # ------------------------------------------------------------------ numbers
 
     def _summaries(self) -> tuple[OperatorSummary, ...]:
-        summaries = []
-        for op in self._operators:
-            stats = op.statistics()
-            metrics = op.metrics.snapshot()
-            summaries.append(
-                OperatorSummary(
-                    name=op.name,
-                    in_flight=stats.in_flight,
-                    queued=stats.queued,
-                    capacity=stats.capacity,
-                    emitted=stats.emitted,
-                    retries=stats.retries,
-                    timeouts=stats.timeouts,
-                    failures=stats.failures,
-                    latency_p50=metrics.latency_p50,
-                    latency_p99=metrics.latency_p99,
-                    counters=metrics.counters,
-                )
-            )
-        return tuple(summaries)
+        return tuple(OperatorSummary.of(op) for op in self._operators)
 
     def _elapsed(self) -> float:
         if self._loop is None:
@@ -467,6 +439,8 @@ class Job:
             events_in=self.events_in,
             events_out=self.events_out,
             errors=self.errors.count,
+            skipped=self.skipped,
+            dead_letters=self.errors.dead_letters,
             operators=self._summaries(),
             checkpoints=0 if self.coordinator is None else self.coordinator.completed,
             last_checkpoint=None if self.coordinator is None else self.coordinator.last_id,
@@ -479,6 +453,8 @@ class Job:
             events_in=self.events_in,
             events_out=self.events_out,
             errors=self.errors.count,
+            skipped=self.skipped,
+            dead_letters=self.errors.dead_letters,
             duration=self._elapsed(),
             operators=self._summaries(),
             error_samples=tuple(self.errors.samples),
@@ -495,6 +471,8 @@ class Job:
         return JobTotals(
             events_in=before.events_in + self.events_in,
             events_out=before.events_out + self.events_out,
-            errors=self.errors.restored + self.errors.count,
+            errors=before.errors + self.errors.count,
+            skipped=before.skipped + self.skipped,
+            dead_letters=before.dead_letters + self.errors.dead_letters,
             runs=before.runs + 1,
         )

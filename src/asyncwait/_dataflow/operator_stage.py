@@ -20,7 +20,7 @@ from .plan import AsyncSpec, Pipeline
 from .stages import Host, Stage, line_of
 from .steps import Rejected, Step
 
-__all__ = ("OperatorStage", "rejection")
+__all__ = ("OperatorStage", "dead_lettered", "rejection", "skipped")
 
 _NONE: Final[list[StreamElement]] = []  # an empty default, never modified
 
@@ -35,12 +35,10 @@ def _saved(element: StreamElement) -> StreamElement:
     return plain(element)
 
 
-def rejection(element: StreamElement, error: BadInputError) -> tuple[Any, ...]:
-    """The outputs of an element whose async function said its input was bad."""
-    assert isinstance(element, Record)  # only records are called
+def _without_tracebacks(error: BaseException) -> None:
     # The errors file needs the message, not the traceback. Kept, the traceback's frames
     # (the operator's, the stage's: the whole input batch) would hold the element's queue
-    # entry, which holds this marker: a cycle per bad element, each pinning a batch of
+    # entry, which holds the marker: a cycle per bad element, each pinning a batch of
     # records until the garbage collector runs (+16 MB peak RSS on the demo job).
     seen: set[int] = set()
     pending: list[BaseException | None] = [error]
@@ -51,7 +49,27 @@ def rejection(element: StreamElement, error: BadInputError) -> tuple[Any, ...]:
         seen.add(id(exc))
         exc.__traceback__ = None
         pending += (exc.__cause__, exc.__context__)
+
+
+def rejection(element: StreamElement, error: BadInputError) -> tuple[Any, ...]:
+    """The outputs of an element whose async function said its input was bad."""
+    assert isinstance(element, Record)  # only records are called
+    _without_tracebacks(error)
     return (Rejected(element.value, error, line_of(element)),)
+
+
+def dead_lettered(element: StreamElement, error: BaseException, attempts: int) -> tuple[Any, ...]:
+    """The outputs of an element whose call finally failed, with ``on_error="dead_letter"``."""
+    assert isinstance(element, Record)
+    _without_tracebacks(error)
+    return (Rejected(element.value, error, line_of(element), "lookup_failed", attempts),)
+
+
+def skipped(element: StreamElement, error: BaseException, attempts: int) -> tuple[Any, ...]:
+    """The outputs of an element whose call finally failed, with ``on_error="skip"``."""
+    assert isinstance(element, Record)
+    _without_tracebacks(error)
+    return (Rejected(element.value, error, line_of(element), "skipped", attempts),)
 
 
 @final

@@ -6,17 +6,17 @@ are frozen values: the same plan can be run again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, final
 
 from ..errors import ConfigError
-from ..operator import AsyncWaitOperator, OutputMode
+from ..operator import AsyncWaitOperator, OnError, OutputMode
 from ..retry import RetryStrategy
 from ..sinks import Sink
 from ..sources import Source
 
-__all__ = ("AsyncSpec", "JobPlan", "Pipeline", "StepSpec", "output_mode")
+__all__ = ("AsyncSpec", "JobPlan", "Pipeline", "StepSpec", "output_mode", "topology")
 
 
 @final
@@ -37,6 +37,10 @@ class AsyncSpec:
     retry: RetryStrategy
     key: Callable[[Any], Hashable] | None
     name: str
+    # What happens to an element whose call finally failed (see AsyncWaitOperator).
+    attempt_timeout: float | None = None
+    on_error: OnError | str = OnError.FAIL
+    default: Callable[[Any, BaseException], Iterable[Any]] | None = None
 
     def operator(
         self, function: Any, retry: RetryStrategy | None = None
@@ -49,6 +53,9 @@ class AsyncSpec:
             retry=self.retry if retry is None else retry,
             key=self.key,
             name=self.name,
+            attempt_timeout=self.attempt_timeout,
+            on_error=self.on_error,
+            default=self.default,
         )
 
 
@@ -111,3 +118,24 @@ class JobPlan:
             candidate = f"{kind}-{n}"
         self._names.add(candidate)
         return candidate
+
+
+def topology(pipelines: list[Pipeline]) -> list[dict[str, Any]]:
+    """The job's shape, which a checkpoint must match to be restored."""
+    shape = []
+    for pipeline in pipelines:
+        steps = [
+            [spec.kind, spec.name]
+            if isinstance(spec, StepSpec)
+            else ["async", spec.name, spec.mode.value]
+            for spec in pipeline.steps
+        ]
+        sink = pipeline.sink
+        shape.append(
+            {
+                "source": [type(pipeline.source).__name__, pipeline.source.name],
+                "steps": steps,
+                "sink": [type(sink).__name__, sink.name if sink is not None else None],
+            }
+        )
+    return shape

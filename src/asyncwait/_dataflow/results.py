@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 from ..errors import AsyncWaitError
+from ..operator import AsyncWaitOperator
 
 __all__ = ("JobProgress", "JobResult", "JobTotals", "OperatorSummary")
 
@@ -33,6 +34,10 @@ class OperatorSummary:
         latency_p50: median seconds from admission to completion (``nan`` before any).
         latency_p99: 99th percentile of the same.
         counters: the function's own counters (e.g. ``cache_hits``, ``cache_misses``).
+        skipped, dead_letters, defaulted: elements its ``on_error`` policy dropped, sent
+            to the errors file, or completed with the default.
+        attempt_timeouts: attempts abandoned after ``attempt_timeout``.
+        result_retries: retries asked by the retry's ``on_result`` (a missing row).
     """
 
     name: str
@@ -46,6 +51,35 @@ class OperatorSummary:
     latency_p50: float = math.nan
     latency_p99: float = math.nan
     counters: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    dead_letters: int = 0
+    defaulted: int = 0
+    attempt_timeouts: int = 0
+    result_retries: int = 0
+
+    @classmethod
+    def of(cls, op: AsyncWaitOperator[Any, Any]) -> OperatorSummary:
+        """The numbers of ``op`` now."""
+        stats = op.statistics()
+        metrics = op.metrics.snapshot()
+        return cls(
+            name=op.name,
+            in_flight=stats.in_flight,
+            queued=stats.queued,
+            capacity=stats.capacity,
+            emitted=stats.emitted,
+            retries=stats.retries,
+            timeouts=stats.timeouts,
+            failures=stats.failures,
+            latency_p50=metrics.latency_p50,
+            latency_p99=metrics.latency_p99,
+            counters=metrics.counters,
+            skipped=stats.skipped,
+            dead_letters=stats.dead_letters,
+            defaulted=stats.defaulted,
+            attempt_timeouts=stats.attempt_timeouts,
+            result_retries=stats.result_retries,
+        )
 
 
 @final
@@ -65,6 +99,8 @@ class JobProgress:
         checkpoints: checkpoints completed by this run.
         last_checkpoint: the id of the newest one, or ``None``.
         totals: the numbers over all the job's runs (see :class:`JobResult`).
+        skipped: events dropped by an operator's ``on_error = "skip"``.
+        dead_letters: events whose lookup failed, written to the errors file.
     """
 
     name: str
@@ -77,6 +113,8 @@ class JobProgress:
     checkpoints: int = 0
     last_checkpoint: int | None = None
     totals: JobTotals | None = None
+    skipped: int = 0
+    dead_letters: int = 0
 
 
 @final
@@ -93,12 +131,17 @@ class JobTotals:
         events_in: elements read from the source(s), malformed lines included.
         events_out: records written by the sink(s).
         errors: bad input elements routed to the errors file.
+        skipped: events dropped by an operator's ``on_error = "skip"``.
+        dead_letters: events whose lookup failed, written to the errors file
+            (``on_error = "dead_letter"``).
         runs: the runs counted (1: this run only).
     """
 
     events_in: int = 0
     events_out: int = 0
     errors: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
     runs: int = 0
 
     @classmethod
@@ -108,6 +151,8 @@ class JobTotals:
             events_in=int(counters.get("events_in", 0)),
             events_out=int(counters.get("events_out", 0)),
             errors=int(counters.get("errors", 0)),
+            skipped=int(counters.get("skipped", 0)),
+            dead_letters=int(counters.get("dead_letters", 0)),
             runs=int(counters.get("runs", 1)),
         )
 
@@ -135,6 +180,12 @@ class JobResult:
         totals: the numbers over all the job's runs; after a resume, ``events_out`` of
             this run may exceed its ``events_in`` (it emits what the checkpoint held in
             flight), the totals add up.
+        skipped: events dropped by an operator's ``on_error = "skip"`` (counted when
+            their turn to leave came).
+        dead_letters: events whose lookup finally failed, written to the errors file as
+            ``kind = "lookup_failed"`` (``on_error = "dead_letter"``). For a job whose steps
+            neither drop nor multiply events: ``events_in = events_out + errors + skipped
+            + dead_letters``.
     """
 
     name: str
@@ -150,6 +201,8 @@ class JobResult:
     checkpoints: int = 0
     last_checkpoint: int | None = None
     totals: JobTotals | None = None
+    skipped: int = 0
+    dead_letters: int = 0
 
     @property
     def sink_result(self) -> Any:

@@ -167,11 +167,27 @@ class FlatMapStep(Step):
 
 @final
 class Rejected:
-    """An async function's output standing for "this input was bad" (never leaves the job)."""
+    """An async function's output standing for an input set aside (never leaves the job).
 
-    __slots__ = ("error", "line", "value")
+    ``kind`` says why: ``"bad_input"`` (the function said the input was bad),
+    ``"lookup_failed"`` (its call finally failed and ``on_error`` is ``"dead_letter"``:
+    ``attempts`` were made) or ``"skipped"`` (``on_error = "skip"``). Emitted in the
+    element's place, it is routed when the element's turn to leave comes: after the
+    snapshot of a checkpoint that still holds the element, so it is routed once.
+    """
 
-    def __init__(self, value: Any, error: BadInputError, line: int | None) -> None:
+    __slots__ = ("attempts", "error", "kind", "line", "value")
+
+    def __init__(
+        self,
+        value: Any,
+        error: BaseException,
+        line: int | None,
+        kind: str = "bad_input",
+        attempts: int = 0,
+    ) -> None:
         self.value = value
         self.error = error
         self.line = line
+        self.kind = kind
+        self.attempts = attempts

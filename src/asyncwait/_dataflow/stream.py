@@ -6,18 +6,22 @@ starts every stream.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, final
 
+from .._flow import AdaptiveSpec, BreakerSpec
 from ..errors import ConfigError
 from ..function import AsyncFunction
-from ..operator import OutputMode
+from ..operator import OnError, OutputMode
 from ..retry import NO_RETRY, RetryStrategy
 from ..sinks import Sink
 from ..watermarks import WatermarkStrategy
 from .plan import AsyncSpec, JobPlan, Pipeline, StepSpec, output_mode
 
 __all__ = ("DataStream",)
+
+# attempt_timeout, on_error, default: an operator's policy for an element that failed.
+_Policy = tuple[float | None, OnError | str, Callable[[Any, BaseException], Iterable[Any]] | None]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -108,9 +112,20 @@ class DataStream(Generic[T]):
         retry: RetryStrategy,
         key: Callable[[Any], Hashable] | None,
         name: str | None,
+        policy: _Policy | None = None,
     ) -> DataStream[Any]:
+        attempt_timeout, on_error, default = policy or (None, OnError.FAIL, None)
         spec = AsyncSpec(
-            function, mode, capacity, timeout, retry, key, self._plan.step_name(kind, name)
+            function,
+            mode,
+            capacity,
+            timeout,
+            retry,
+            key,
+            self._plan.step_name(kind, name),
+            attempt_timeout,
+            on_error,
+            default,
         )
         spec.operator(function)  # validates every option now, with the operator's messages
         return self._then(spec)
@@ -122,6 +137,9 @@ class DataStream(Generic[T]):
         capacity: int = 100,
         timeout: float | None = None,
         retry: RetryStrategy = NO_RETRY,
+        attempt_timeout: float | None = None,
+        on_error: OnError | str = OnError.FAIL,
+        default: Callable[[T, BaseException], Iterable[U]] | None = None,
         name: str | None = None,
     ) -> DataStream[U]:
         """Call ``function`` per record, at most ``capacity`` entries held; outputs in input order.
@@ -130,10 +148,23 @@ class DataStream(Generic[T]):
         mode): watermarks keep their place. ``timeout`` is a per-record deadline (seconds)
         covering all ``retry`` attempts. A :class:`~asyncwait.BadInputError` from the
         function routes the record to the errors file (no retry); a failed record fails the
-        job with :class:`~asyncwait.AsyncFunctionError`.
+        job with :class:`~asyncwait.AsyncFunctionError` unless ``on_error`` says otherwise:
+        ``"skip"`` drops it (counted), ``"dead_letter"`` writes it to the errors file
+        (``kind = "lookup_failed"``, with the event, the reason and the attempts),
+        ``"default"`` emits ``default(value, error)``. ``attempt_timeout`` abandons one slow
+        attempt (retried while ``timeout`` allows).
         """
+        policy = (attempt_timeout, on_error, default)
         return self._async(
-            "ordered_wait", function, OutputMode.ORDERED, capacity, timeout, retry, None, name
+            "ordered_wait",
+            function,
+            OutputMode.ORDERED,
+            capacity,
+            timeout,
+            retry,
+            None,
+            name,
+            policy,
         )
 
     def unordered_wait(
@@ -143,11 +174,23 @@ class DataStream(Generic[T]):
         capacity: int = 100,
         timeout: float | None = None,
         retry: RetryStrategy = NO_RETRY,
+        attempt_timeout: float | None = None,
+        on_error: OnError | str = OnError.FAIL,
+        default: Callable[[T, BaseException], Iterable[U]] | None = None,
         name: str | None = None,
     ) -> DataStream[U]:
         """As :meth:`ordered_wait`, but outputs in completion order, never across a watermark."""
+        policy = (attempt_timeout, on_error, default)
         return self._async(
-            "unordered_wait", function, OutputMode.UNORDERED, capacity, timeout, retry, None, name
+            "unordered_wait",
+            function,
+            OutputMode.UNORDERED,
+            capacity,
+            timeout,
+            retry,
+            None,
+            name,
+            policy,
         )
 
     def key_ordered_wait(
@@ -158,6 +201,9 @@ class DataStream(Generic[T]):
         capacity: int = 100,
         timeout: float | None = None,
         retry: RetryStrategy = NO_RETRY,
+        attempt_timeout: float | None = None,
+        on_error: OnError | str = OnError.FAIL,
+        default: Callable[[T, BaseException], Iterable[U]] | None = None,
         name: str | None = None,
     ) -> DataStream[U]:
         """As :meth:`unordered_wait`, plus: records of one ``key`` run one at a time, in order.
@@ -174,6 +220,7 @@ class DataStream(Generic[T]):
             retry,
             key,
             name,
+            (attempt_timeout, on_error, default),
         )
 
     def lookup_join(
@@ -194,6 +241,13 @@ class DataStream(Generic[T]):
         max_batch_wait: float = 0.0,
         max_queries: int | None = None,
         min_match_ratio: float | None = None,
+        attempt_timeout: float | None = None,
+        on_error: OnError | str = OnError.FAIL,
+        default: Mapping[str, Any] | None = None,
+        rate_limit: float | None = None,
+        burst: float | None = None,
+        adaptive: Mapping[str, int] | AdaptiveSpec | None = None,
+        circuit_breaker: Mapping[str, float] | BreakerSpec | None = None,
     ) -> DataStream[Any]:
         """Enrich each event with the row of key ``on(event)`` in ``table`` (a lookup join).
 
@@ -214,13 +268,42 @@ class DataStream(Generic[T]):
         With ``min_match_ratio``, the job fails at the end of its input when
         ``matched / (matched + missed + dropped)`` is below it.
 
+        Resilience (see ``docs/resilience.md``): ``on_error`` routes an event whose lookup
+        finally failed or timed out (``"fail"``, ``"skip"``, ``"dead_letter"`` to the errors
+        file, ``"default"``: merged with the ``default`` row); ``attempt_timeout`` abandons
+        a slow attempt (retried while ``timeout`` allows); a ``retry`` with
+        ``on_result=retry.MISSING_ROW`` asks a missing row again; ``rate_limit``/``burst``,
+        ``adaptive = {"min", "max"}`` and ``circuit_breaker = {"failure_ratio",
+        "min_calls", "open_for"}`` control the calls to the store
+        (:class:`~asyncwait.join.LookupJoin`).
+
         Raises:
-            ConfigError: a bad ``mode``, ``how``, ``max_batch_size``, ``max_batch_wait``,
-                ``max_queries`` or ``min_match_ratio``.
+            ConfigError: a bad option (named), or contradicting ones: ``default`` without
+                ``on_error="default"`` (or the reverse), ``attempt_timeout >= timeout``,
+                ``adaptive.max > capacity``, a retry on a miss with a cache that keeps
+                misses.
         """
         from ..join import LookupJoin
 
         chosen = output_mode(mode)
+        source = f"lookup join on {getattr(table, 'name', table)}"
+        wants_default = on_error is OnError.DEFAULT or (
+            isinstance(on_error, str) and on_error.lower() == "default"
+        )
+        if default is not None and not wants_default:
+            shown = getattr(on_error, "value", on_error)
+            msg = f"{source}: default is given but on_error is {shown!r}: use 'default'"
+            raise ConfigError(msg)
+        if wants_default and default is None:
+            msg = f"{source}: on_error 'default' needs default = {{column = value, ...}}"
+            raise ConfigError(msg)
+        if retry.on_result is not None and _keeps_misses(cache):
+            msg = (
+                f"{source}: retry on a missing row cannot work with a cache that keeps "
+                "misses (cache.full, or cache.lru with miss_ttl): the retry would find the "
+                "cached miss"
+            )
+            raise ConfigError(msg)
         function = LookupJoin(
             table,
             on=on,
@@ -232,10 +315,27 @@ class DataStream(Generic[T]):
             max_batch_wait=max_batch_wait,
             max_queries=max_queries,
             min_match_ratio=min_match_ratio,
+            default=default,
+            rate_limit=rate_limit,
+            burst=burst,
+            adaptive=adaptive,
+            circuit_breaker=circuit_breaker,
+            retry_misses=retry.on_result is not None,
         )
         # KEY_ORDERED orders by the join key, which the join takes once per event.
         key = function.key_of if chosen is OutputMode.KEY_ORDERED else None
-        return self._async("lookup_join", function, chosen, capacity, timeout, retry, key, name)
+        fallback = function.default_outputs if default is not None else None
+        return self._async(
+            "lookup_join",
+            function,
+            chosen,
+            capacity,
+            timeout,
+            retry,
+            key,
+            name,
+            (attempt_timeout, on_error, fallback),
+        )
 
     def sink_to(self, sink: S) -> S:
         """End the stream in ``sink``; return it (e.g. to read a ``collect()`` sink's values)."""
@@ -248,3 +348,10 @@ class DataStream(Generic[T]):
             raise ConfigError(msg)
         pipeline.sink = sink
         return sink
+
+
+def _keeps_misses(cache: Any) -> bool:
+    """Whether a cache spec answers a missing key from the cache (a full cache, miss_ttl)."""
+    if cache is None:
+        return False
+    return getattr(cache, "miss_ttl", None) is not None or not hasattr(cache, "miss_ttl")

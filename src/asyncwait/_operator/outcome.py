@@ -92,6 +92,7 @@ class Outcomes:
         "open",
         "policy",
         "reject",
+        "result_retries",
         "retries",
         "start",
         "timeout",
@@ -136,6 +137,7 @@ class Outcomes:
         self._timer: asyncio.TimerHandle | None = None
         self.in_flight = 0  # admitted records not yet final
         self.retries = 0
+        self.result_retries = 0  # of which asked by on_result (e.g. a missing row)
         self.timeouts = 0
         self.failures = 0
 
@@ -225,6 +227,7 @@ class Outcomes:
                 self.fail(entry, exc)
                 return
             if again:
+                self.result_retries += 1
                 self._schedule_retry(entry)
                 return
         self.settle(entry, _DONE, outputs)

@@ -24,8 +24,13 @@ from ..elements import StreamElement
 
 __all__ = ("DeadLetter", "ErrorPolicy", "OnError")
 
-DeadLetter = Callable[[StreamElement, BaseException, int], None]
-"""``dead_letter(element, error, attempts)``: where a dead letter goes (the errors file)."""
+DeadLetter = Callable[[StreamElement, BaseException, int], Iterable[Any] | None]
+"""``dead_letter(element, error, attempts)``: where a dead letter goes (the errors file).
+
+Also the form of ``open(skipped=...)``. What it returns (``None``: nothing) is emitted in the
+element's place: an embedding runtime emits a marker, so that the element is set aside when
+its turn to be emitted comes (after a checkpoint's snapshot, never twice).
+"""
 
 
 class OnError(enum.Enum):
@@ -57,7 +62,15 @@ class ErrorPolicy:
         default: with ``DEFAULT``, ``default(value, error)`` returns the element's outputs.
     """
 
-    __slots__ = ("_default", "dead_letter", "dead_letters", "defaulted", "on_error", "skipped")
+    __slots__ = (
+        "_default",
+        "dead_letter",
+        "dead_letters",
+        "defaulted",
+        "on_error",
+        "on_skip",
+        "skipped",
+    )
 
     def __init__(
         self,
@@ -66,8 +79,10 @@ class ErrorPolicy:
     ) -> None:
         self.on_error = on_error
         self._default = default
-        # Set by the operator's open(): where DEAD_LETTER sends an element.
+        # Set by the operator's open(): where DEAD_LETTER sends an element, and what SKIP
+        # emits in a skipped element's place (nothing without it).
         self.dead_letter: DeadLetter | None = None
+        self.on_skip: DeadLetter | None = None
         self.skipped = 0
         self.dead_letters = 0
         self.defaulted = 0
@@ -80,15 +95,17 @@ class ErrorPolicy:
         """
         policy = self.on_error
         if policy is OnError.SKIP:
+            on_skip = self.on_skip
+            outputs = None if on_skip is None else on_skip(element, exc, attempts)
             self.skipped += 1
-            return ()
+            return () if outputs is None else tuple(outputs)
         if policy is OnError.DEAD_LETTER:
             dead_letter = self.dead_letter
             if dead_letter is None:
                 return None  # nowhere to put it: checked at open(), kept safe here
-            dead_letter(element, exc, attempts)
+            outputs = dead_letter(element, exc, attempts)
             self.dead_letters += 1
-            return ()
+            return () if outputs is None else tuple(outputs)
         if policy is OnError.DEFAULT:
             assert self._default is not None  # the operator checks at construction
             outputs = tuple(self._default(value, exc))

@@ -29,6 +29,8 @@ class OperatorStatistics:
         dead_letters: failed elements sent to the dead-letter callback (in ``failures``).
         defaulted: failed elements that emitted their default (in ``failures``).
         attempt_timeouts: attempts abandoned after ``attempt_timeout``.
+        result_retries: retries the retry's ``on_result`` asked for (for a lookup join
+            with ``retry.MISSING_ROW``: retries of a missing row); part of ``retries``.
     """
 
     in_flight: int
@@ -43,3 +45,4 @@ class OperatorStatistics:
     dead_letters: int = 0
     defaulted: int = 0
     attempt_timeouts: int = 0
+    result_retries: int = 0

@@ -109,7 +109,32 @@ def _operator_line(op: OperatorView) -> str:
         text += f", matched {_matched(op)}, missed {op.join_count('missed'):,}"
         text += f", dropped {op.join_count('dropped'):,}"
         text += f", failed {op.join_count('lookup_failed'):,}"
+    row = _flow_row(op)
+    if row is not None:
+        limit, breaker, waits, skipped, dead = row
+        text += f", limit {limit}, breaker {breaker}, rate waits {waits}"
+        text += f", skipped {skipped}, dead letters {dead}"
     return f"{text}, p99 {fmt_ms(op.latency_p99)}"
+
+
+def _flow_row(op: OperatorView) -> tuple[str, ...] | None:
+    """A lookup's flow control and error routing now, or ``None`` when it has neither."""
+    counters = op.counters
+    limit = counters.get("concurrency_limit")
+    opened = counters.get("breaker_open")
+    waits = counters.get("rate_limit_waits")
+    if (limit, opened, waits) == (None, None, None) and not (op.skipped or op.dead_letters):
+        return None
+    breaker = "-" if opened is None else ("OPEN" if opened else "closed")
+    if opened is not None and counters.get("breaker_openings"):
+        breaker += f" ({counters['breaker_openings']:,} openings)"
+    return (
+        "-" if limit is None else str(limit),
+        breaker,
+        "-" if waits is None else f"{waits:,}",
+        f"{op.skipped:,}",
+        f"{op.dead_letters:,}",
+    )
 
 
 def _matched(op: OperatorView) -> str:
@@ -174,7 +199,14 @@ class LiveDisplay:
                     f"{op.join_count('dropped'):,}",
                     f"{op.join_count('lookup_failed'):,}",
                 )
-        return Group(head, *(t for t in (table, joins) if t.row_count))
+        flow = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("resilience", "limit", "breaker", "rate waits", "skipped", "dead letters"):
+            flow.add_column(column, justify="left" if column == "resilience" else "right")
+        for op in progress.operators:
+            row = _flow_row(op)
+            if row is not None:
+                flow.add_row(op.name, *row)
+        return Group(head, *(t for t in (table, joins, flow) if t.row_count))
 
     def close(self) -> None:
         if not self._closed:

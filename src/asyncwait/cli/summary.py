@@ -65,6 +65,8 @@ def summarize(
         "events_in": result.events_in,
         "events_out": result.events_out,
         "errors": result.errors,
+        "skipped": result.skipped,
+        "dead_letters": result.dead_letters,
         "job_totals": None if totals is None else _totals_of(totals),
         "errors_path": None if errors_path is None else str(errors_path),
         "error_samples": [dict(sample) for sample in error_samples],
@@ -85,6 +87,11 @@ def summarize(
                 "cache_hits": op.cache_hits,
                 "cache_misses": op.cache_misses,
                 "cache_hit_ratio": _round(op.cache_hit_ratio),
+                "skipped": op.skipped,
+                "dead_letters": op.dead_letters,
+                "defaulted": op.defaulted,
+                "attempt_timeouts": op.attempt_timeouts,
+                "result_retries": op.result_retries,
                 **_join_results(op),
                 "counters": dict(op.counters),
             }
@@ -99,6 +106,8 @@ def _totals_of(totals: JobTotals) -> dict[str, int]:
         "events_in": totals.events_in,
         "events_out": totals.events_out,
         "errors": totals.errors,
+        "skipped": totals.skipped,
+        "dead_letters": totals.dead_letters,
     }
 
 
@@ -142,6 +151,16 @@ def _totals(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("events in", f"{summary['events_in']:,}"),
         ("events out", f"{summary['events_out']:,}"),
         ("errors", errors),
+    ]
+    # Shown when a lookup's on_error set events aside: in = out + errors + these.
+    if summary["skipped"]:
+        rows.append(("skipped", f"{summary['skipped']:,} (on_error = skip)"))
+    if summary["dead_letters"]:
+        dead = f"{summary['dead_letters']:,}"
+        if summary["errors_path"]:
+            dead += f" (in {summary['errors_path']}, kind lookup_failed)"
+        rows.append(("dead letters", dead))
+    rows += [
         ("duration", f"{summary['duration_s']:.2f} s"),
         ("throughput", "-" if throughput is None else f"{throughput:,.0f} events/s"),
     ]
@@ -162,7 +181,8 @@ def _totals(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             (
                 f"all {totals['runs']} runs",
                 f"{totals['events_in']:,} in, {totals['events_out']:,} out, "
-                f"{totals['errors']:,} errors",
+                f"{totals['errors']:,} errors, {totals['skipped']:,} skipped, "
+                f"{totals['dead_letters']:,} dead letters",
             )
         )
     return rows

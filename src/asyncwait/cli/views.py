@@ -35,6 +35,11 @@ class OperatorView:
     latency_p50: float = math.nan
     latency_p99: float = math.nan
     counters: Mapping[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    dead_letters: int = 0
+    defaulted: int = 0
+    attempt_timeouts: int = 0
+    result_retries: int = 0
 
     @property
     def cache_hits(self) -> int:
@@ -90,6 +95,11 @@ class OperatorView:
             latency_p50=float(num("latency_p50", math.nan)),
             latency_p99=float(num("latency_p99", math.nan)),
             counters=dict(counters),
+            skipped=int(num("skipped")),
+            dead_letters=int(num("dead_letters")),
+            defaulted=int(num("defaulted")),
+            attempt_timeouts=int(num("attempt_timeouts")),
+            result_retries=int(num("result_retries")),
         )
 
 
@@ -103,6 +113,8 @@ class ProgressView:
     events_out: int
     errors: int
     operators: tuple[OperatorView, ...] = ()
+    skipped: int = 0
+    dead_letters: int = 0
 
     @classmethod
     def of(cls, snapshot: Any) -> ProgressView:
@@ -116,6 +128,8 @@ class ProgressView:
             events_out=int(snapshot.events_out),
             errors=int(snapshot.errors),
             operators=tuple(OperatorView.of(op) for op in getattr(snapshot, "operators", ())),
+            skipped=int(getattr(snapshot, "skipped", 0)),
+            dead_letters=int(getattr(snapshot, "dead_letters", 0)),
         )
 
     @property

@@ -199,7 +199,48 @@ def _describe_lookup(lk: LookupSpec) -> str:
         opts.append(f"pool_size {lk.pool_size}")
     if lk.min_match_ratio is not None:
         opts.append(f"min_match_ratio {lk.min_match_ratio:g}")
+    opts += _resilience_shown(lk)
     return f"{what}; {'; '.join(opts)}"
+
+
+def _resilience_shown(lk: LookupSpec) -> list[str]:
+    """The resilience options of ``lk`` as ``validate`` describes them."""
+    res = lk.resilience
+    opts = []
+    if res.on_error != "fail":
+        opts.append(f"on_error {res.on_error}")
+    if res.attempt_timeout is not None:
+        opts.append(f"attempt_timeout {res.attempt_timeout:g} s")
+    if lk.retry is not None and lk.retry.on_miss:
+        opts.append("retry on a miss")
+    if res.rate_limit is not None:
+        burst = res.rate_limit.burst
+        opts.append(
+            f"rate_limit {res.rate_limit.rate:g}/s" + ("" if burst is None else f" burst {burst:g}")
+        )
+    if res.adaptive is not None:
+        opts.append(f"adaptive {res.adaptive.min}..{res.adaptive.max}")
+    if res.circuit_breaker is not None:
+        cb = res.circuit_breaker
+        opts.append(
+            f"circuit_breaker {cb.failure_ratio:g} of {cb.min_calls} calls, open {cb.open_for:g} s"
+        )
+    return opts
+
+
+def _resilience_options(lk: LookupSpec) -> dict[str, Any]:
+    """``lookup_join``'s keyword arguments for the resilience fields of ``lk``."""
+    res = lk.resilience
+    rate = res.rate_limit
+    return {
+        "on_error": res.on_error,
+        "default": res.default,
+        "attempt_timeout": res.attempt_timeout,
+        "rate_limit": None if rate is None else rate.rate,
+        "burst": None if rate is None else rate.burst,
+        "adaptive": res.adaptive,
+        "circuit_breaker": res.circuit_breaker,
+    }
 
 
 # --------------------------------------------------------------------------- building
@@ -313,6 +354,7 @@ def build(
             # store holds, so the join keeps the declared columns (None on a miss).
             columns=lk.columns if lk.type in ("redis", "http") else None,
             min_match_ratio=lk.min_match_ratio,
+            **_resilience_options(lk),
         )
     sink = spec.sink
     if sink.type == "stdout":

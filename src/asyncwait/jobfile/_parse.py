@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
-import json
-import math
-import os
-import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, NoReturn, cast, final
+from typing import Any, Final, cast
 
-from .._paths import shown
 from ..errors import ConfigError
 from ..operator import OutputMode
 from ._dsn import dsn_problem
+from ._resilience import RESILIENCE_FIELDS, read_resilience
 from ._spec import (
     EPOCH_FORMATS,
     CacheSpec,
@@ -28,6 +23,7 @@ from ._spec import (
     SourceSpec,
     WatermarkSpec,
 )
+from ._table import Table, kind_of
 
 __all__ = ("load", "parse")
 
@@ -49,150 +45,8 @@ _LOOKUP_FIELDS: Final[dict[str, dict[str, bool]]] = {
     "redis": {"url": True, "key_prefix": False, "value": False, "pool_size": False},
     "http": {"url": True, "method": False},
 }
-# A key TOML writes without quotes; others are shown quoted, as in the file ("", "a b").
-_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 # The largest pool_size each factory accepts (lookups.postgres: 1..100); absent: no bound.
 _MAX_POOL_SIZE: Final[dict[str, int]] = {"postgres": 100}
-
-
-def _kind(value: object) -> str:
-    """Name the TOML type of ``value`` for messages."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "table"
-    return type(value).__name__
-
-
-@final
-class _Table:
-    """One TOML table under validation: typed getters that raise ConfigError with its path."""
-
-    __slots__ = ("data", "file", "name")
-
-    def __init__(self, data: object, name: str, file: Path, allowed: tuple[str, ...]) -> None:
-        self.file = file
-        self.name = name  # dotted path of this table, "" for the top level
-        if not isinstance(data, dict):
-            self.fail(name, f"expected a table, got {_kind(data)} {data!r}")
-        self.data: dict[str, Any] = data
-        for key in data:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                self.fail(self.field(key), f"unknown key; {hint}(allowed: {', '.join(allowed)})")
-
-    def field(self, key: str) -> str:
-        shown = key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
-        return f"{self.name}.{shown}" if self.name else shown
-
-    def fail(self, field: str, problem: str) -> NoReturn:
-        msg = f"{self.file}: {field}: {problem}"
-        raise ConfigError(msg)
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def required(self, key: str) -> Any:
-        if key not in self.data:
-            self.fail(self.field(key), "missing required field")
-        return self.data[key]
-
-    def text(
-        self,
-        key: str,
-        *,
-        required: bool = False,
-        choices: tuple[str, ...] = (),
-        allow_empty: bool = False,
-    ) -> Any:
-        if not required and key not in self.data:
-            return None
-        value = self.required(key)
-        if not isinstance(value, str):
-            self.fail(self.field(key), f"expected a string, got {_kind(value)} {value!r}")
-        if choices and value not in choices:
-            self.fail(self.field(key), f"{value!r} is not one of {', '.join(choices)}")
-        if not value and not allow_empty:
-            self.fail(self.field(key), "must not be empty")
-        return value
-
-    def integer(
-        self, key: str, *, minimum: int, maximum: int | None = None, required: bool = False
-    ) -> Any:
-        if not required and key not in self.data:
-            return None
-        value = self.required(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(self.field(key), f"expected an integer, got {_kind(value)} {value!r}")
-        if maximum is not None and not minimum <= value <= maximum:
-            self.fail(self.field(key), f"must be within [{minimum}, {maximum}], got {value}")
-        if value < minimum:
-            self.fail(self.field(key), f"must be >= {minimum}, got {value}")
-        return value
-
-    def number(
-        self, key: str, *, minimum: float = 0.0, positive: bool = False, required: bool = False
-    ) -> Any:
-        if not required and key not in self.data:
-            return None
-        value = self.required(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(self.field(key), f"expected a number, got {_kind(value)} {value!r}")
-        if not math.isfinite(value):
-            self.fail(self.field(key), f"must be a finite number, got {value}")
-        if positive and not value > 0:
-            self.fail(self.field(key), f"must be > 0, got {value}")
-        if value < minimum:
-            self.fail(self.field(key), f"must be >= {minimum:g}, got {value}")
-        return float(value)
-
-    def str_list(self, key: str) -> tuple[str, ...] | None:
-        if key not in self.data:
-            return None
-        value = self.data[key]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.fail(self.field(key), f"expected an array of non-empty strings, got {value!r}")
-        if not value:
-            self.fail(self.field(key), "must not be empty (leave it out for all columns)")
-        return tuple(value)
-
-    def path(self, key: str, *, required: bool = False, must_exist: bool = False) -> Any:
-        text = self.text(key, required=required)
-        if text is None:
-            return None
-        path = self.location(key, text)
-        try:
-            if must_exist and not path.is_file():
-                self.fail(self.field(key), f"no such file: {shown(path)}")
-            if not must_exist and not path.parent.is_dir():
-                self.fail(self.field(key), f"directory does not exist: {shown(path.parent)}")
-        except OSError as exc:  # e.g. a name too long for the file system
-            self.fail(self.field(key), f"not a usable path: {exc.strerror or exc}")
-        return path
-
-    def location(self, key: str, text: str) -> Path:
-        """``text`` as an absolute path (``~`` expanded; relative to the job file's folder)."""
-        if "\x00" in text:
-            self.fail(self.field(key), "not a usable path: it contains a NUL character")
-        # os.path.expanduser leaves "~unknown-user" as it is; Path.expanduser raises.
-        path = Path(os.path.expanduser(text))
-        if not path.is_absolute():
-            path = self.file.parent.absolute() / path
-        return path
-
-    def table(self, key: str, allowed: tuple[str, ...]) -> _Table | None:
-        if key not in self.data:
-            return None
-        return _Table(self.data[key], self.field(key), self.file, allowed)
 
 
 def load(path: str | Path) -> JobSpec:
@@ -234,12 +88,12 @@ def parse(text: str, *, file: str | Path = "job.toml") -> JobSpec:
     except tomllib.TOMLDecodeError as exc:
         msg = f"{file}: not a valid TOML file: {exc}"
         raise ConfigError(msg) from exc
-    top = _Table(data, "", file, ("job", "source", "lookup", "sink", "checkpoint", "errors"))
+    top = Table(data, "", file, ("job", "source", "lookup", "sink", "checkpoint", "errors"))
     job = top.table("job", ("name",))
     name = (job.text("name") if job else None) or file.stem
     lookups = top.data.get("lookup", [])
     if not isinstance(lookups, list):
-        top.fail("lookup", f"expected an array of tables ([[lookup]]), got {_kind(lookups)}")
+        top.fail("lookup", f"expected an array of tables ([[lookup]]), got {kind_of(lookups)}")
     source = _source(top)
     checkpoint = _checkpoint(top)
     if checkpoint is not None and source.type == "stdin":
@@ -256,9 +110,9 @@ def parse(text: str, *, file: str | Path = "job.toml") -> JobSpec:
     )
 
 
-def _source(top: _Table) -> SourceSpec:
+def _source(top: Table) -> SourceSpec:
     top.required("source")
-    src = cast("_Table", top.table("source", ("type", "path", "watermarks")))
+    src = cast("Table", top.table("source", ("type", "path", "watermarks")))
     type_ = src.text("type", required=True, choices=_SOURCE_TYPES)
     if type_ == "stdin":
         if src.has("path"):
@@ -296,12 +150,12 @@ def _format_round_trips(fmt: str) -> bool:
     return True
 
 
-def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
+def _lookup(top: Table, data: object, index: int) -> LookupSpec:
     name = f"lookup[{index}]"
     if not isinstance(data, dict):
-        top.fail(name, f"expected a table, got {_kind(data)} {data!r}")
+        top.fail(name, f"expected a table, got {kind_of(data)} {data!r}")
     peek = cast("dict[str, Any]", data)
-    pre = _Table({"type": peek.get("type")} if "type" in peek else {}, name, top.file, ("type",))
+    pre = Table({"type": peek.get("type")} if "type" in peek else {}, name, top.file, ("type",))
     type_ = pre.text("type", required=True, choices=_LOOKUP_TYPES)
     specific = _LOOKUP_FIELDS[type_]
     all_fields = {k for fields in _LOOKUP_FIELDS.values() for k in fields}
@@ -311,7 +165,7 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
                 pre.field(key),
                 f"not used by lookup type {type_!r} (it takes {', '.join(specific)})",
             )
-    lk = _Table(data, name, top.file, (*_LOOKUP_COMMON, "retry", *specific))
+    lk = Table(data, name, top.file, (*_LOOKUP_COMMON, *RESILIENCE_FIELDS, "retry", *specific))
     values: dict[str, Any] = {}
     for key, required in specific.items():
         if key == "path":
@@ -337,59 +191,68 @@ def _lookup(top: _Table, data: object, index: int) -> LookupSpec:
     ratio = lk.number("min_match_ratio")
     if ratio is not None and ratio > 1:
         lk.fail(lk.field("min_match_ratio"), f"must be within [0, 1], got {ratio:g}")
+    capacity = 100 if capacity is None else capacity
+    timeout = lk.number("timeout", positive=True)
+    cache = _cache(lk)
+    retry = _retry(lk)
+    resilience = read_resilience(lk, capacity=capacity, timeout=timeout, retry=retry, cache=cache)
     return LookupSpec(
         type=type_,
         on=lk.text("on", required=True),
         columns=lk.str_list("columns"),
         how=lk.text("how", choices=_JOINS) or "left",
         mode=OutputMode(mode) if mode else OutputMode.UNORDERED,
-        capacity=100 if capacity is None else capacity,
-        timeout=lk.number("timeout", positive=True),
-        cache=_cache(lk),
-        retry=_retry(lk),
+        capacity=capacity,
+        timeout=timeout,
+        cache=cache,
+        retry=retry,
         max_batch_size=lk.integer("max_batch_size", minimum=1),
         max_batch_wait=lk.number("max_batch_wait", minimum=0.0) or 0.0,
         max_queries=lk.integer("max_queries", minimum=1),
         min_match_ratio=ratio,
+        resilience=resilience,
         **values,
     )
 
 
-def _cache(lk: _Table) -> CacheSpec | None:
+def _cache(lk: Table) -> CacheSpec | None:
     raw = lk.data.get("cache")
     if raw is None:
         return None
-    kind = _Table(raw, lk.field("cache"), lk.file, tuple(raw) if isinstance(raw, dict) else ())
+    kind = Table(raw, lk.field("cache"), lk.file, tuple(raw) if isinstance(raw, dict) else ())
     type_ = kind.text("type", required=True, choices=("lru", "full"))
     if type_ == "lru":
-        c = cast("_Table", lk.table("cache", ("type", "max_size", "ttl", "miss_ttl")))
+        c = cast("Table", lk.table("cache", ("type", "max_size", "ttl", "miss_ttl")))
         return CacheSpec(
             type="lru",
             max_size=c.integer("max_size", minimum=1, required=True),
             ttl=c.number("ttl", positive=True),
             miss_ttl=c.number("miss_ttl", minimum=0.0),
         )
-    c = cast("_Table", lk.table("cache", ("type", "reload_interval")))
+    c = cast("Table", lk.table("cache", ("type", "reload_interval")))
     # Without reload_interval the table is loaded once, when the job starts.
     return CacheSpec(type="full", reload_interval=c.number("reload_interval", positive=True))
 
 
-def _retry(lk: _Table) -> RetrySpec | None:
+def _retry(lk: Table) -> RetrySpec | None:
     raw = lk.data.get("retry")
     if raw is None:
         return None
-    kind = _Table(raw, lk.field("retry"), lk.file, tuple(raw) if isinstance(raw, dict) else ())
+    kind = Table(raw, lk.field("retry"), lk.file, tuple(raw) if isinstance(raw, dict) else ())
     type_ = kind.text("type", required=True, choices=("exponential", "fixed"))
     if type_ == "fixed":
-        r = cast("_Table", lk.table("retry", ("type", "max_retries", "delay")))
+        r = cast("Table", lk.table("retry", ("type", "max_retries", "delay", "on_miss")))
         spec = RetrySpec(
             type="fixed",
             max_retries=r.integer("max_retries", minimum=0, required=True),
             delay=r.number("delay", required=True),
+            on_miss=_flag(r, "on_miss"),
         )
     else:
-        fields = ("type", "max_retries", "initial_delay", "max_delay", "multiplier", "jitter")
-        r = cast("_Table", lk.table("retry", fields))
+        fields = (
+            "type", "max_retries", "initial_delay", "max_delay", "multiplier", "jitter", "on_miss",
+        )  # fmt: skip
+        r = cast("Table", lk.table("retry", fields))
         multiplier = r.number("multiplier", minimum=1.0)
         jitter = r.number("jitter")
         if jitter is not None and jitter > 1:
@@ -401,6 +264,7 @@ def _retry(lk: _Table) -> RetrySpec | None:
             max_delay=r.number("max_delay", required=True),
             multiplier=2.0 if multiplier is None else multiplier,
             jitter=jitter or 0.0,
+            on_miss=_flag(r, "on_miss"),
         )
     try:
         spec.strategy  # noqa: B018 - cross-field checks (max_delay >= initial_delay)
@@ -409,9 +273,16 @@ def _retry(lk: _Table) -> RetrySpec | None:
     return spec
 
 
-def _sink(top: _Table) -> SinkSpec:
+def _flag(table: Table, key: str) -> bool:
+    value = table.data.get(key, False)
+    if not isinstance(value, bool):
+        table.fail(table.field(key), f"expected true or false, got {kind_of(value)} {value!r}")
+    return value
+
+
+def _sink(top: Table) -> SinkSpec:
     top.required("sink")
-    sink = cast("_Table", top.table("sink", ("type", "path")))
+    sink = cast("Table", top.table("sink", ("type", "path")))
     type_ = sink.text("type", required=True, choices=_SINK_TYPES)
     if type_ == "stdout":
         if sink.has("path"):
@@ -420,7 +291,7 @@ def _sink(top: _Table) -> SinkSpec:
     return SinkSpec(type=type_, path=sink.path("path", required=True))
 
 
-def _checkpoint(top: _Table) -> CheckpointSpec | None:
+def _checkpoint(top: Table) -> CheckpointSpec | None:
     cp = top.table("checkpoint", ("interval", "dir"))
     if cp is None:
         return None
@@ -429,7 +300,7 @@ def _checkpoint(top: _Table) -> CheckpointSpec | None:
     return CheckpointSpec(interval=interval, dir=directory)
 
 
-def _errors(top: _Table) -> ErrorsSpec | None:
+def _errors(top: Table) -> ErrorsSpec | None:
     er = top.table("errors", ("path", "max_errors"))
     if er is None:
         return None

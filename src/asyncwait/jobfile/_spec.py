@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final, Literal, TypeAlias, cast, final
+from typing import Any, Final, Literal, TypeAlias, cast, final
 
+from .._flow import AdaptiveSpec, BreakerSpec, RateLimitSpec
 from ..operator import OutputMode
-from ..retry import ExponentialBackoff, FixedDelay, exponential_backoff, fixed_delay
+from ..retry import (
+    MISSING_ROW,
+    ExponentialBackoff,
+    FixedDelay,
+    exponential_backoff,
+    fixed_delay,
+)
 
 __all__ = (
     "EPOCH_FORMATS",
@@ -86,19 +93,44 @@ class RetrySpec:
     multiplier: float = 2.0
     jitter: float = 0.0
     delay: float | None = None
+    on_miss: bool = False  # also retry a key without a row (retry.MISSING_ROW)
 
     @property
     def strategy(self) -> FixedDelay | ExponentialBackoff:
         """The :mod:`asyncwait.retry` strategy this spec describes."""
+        on_result = MISSING_ROW if self.on_miss else None
         if self.type == "fixed":
-            return fixed_delay(self.max_retries, cast("float", self.delay))
+            return fixed_delay(self.max_retries, cast("float", self.delay), on_result=on_result)
         return exponential_backoff(
             self.max_retries,
             cast("float", self.initial_delay),
             cast("float", self.max_delay),
             self.multiplier,
             jitter=self.jitter,
+            on_result=on_result,
         )
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    """What a lookup does when its store misbehaves: the fields of API.md section 9.
+
+    Attributes:
+        on_error: ``fail``, ``skip``, ``dead_letter`` or ``default``.
+        default: with ``on_error = "default"``: the row merged into the event.
+        attempt_timeout: seconds per attempt (``None``: only ``timeout``).
+        rate_limit: ``rate_limit`` and ``burst``.
+        adaptive: ``adaptive = { min, max }``.
+        circuit_breaker: ``circuit_breaker = { failure_ratio, min_calls, open_for }``.
+    """
+
+    on_error: str = "fail"
+    default: dict[str, Any] | None = None
+    attempt_timeout: float | None = None
+    rate_limit: RateLimitSpec | None = None
+    adaptive: AdaptiveSpec | None = None
+    circuit_breaker: BreakerSpec | None = None
 
 
 @final
@@ -132,6 +164,8 @@ class LookupSpec:
             the join).
         min_match_ratio: fail the job when, at the end of the input, fewer than this share
             of the events looked up found a row (``None``: never).
+        resilience: ``on_error``, ``default``, ``attempt_timeout``, ``rate_limit``,
+            ``burst``, ``adaptive``, ``circuit_breaker``.
     """
 
     type: LookupType
@@ -157,6 +191,7 @@ class LookupSpec:
     schema: str | None = None
     pool_size: int | None = None
     min_match_ratio: float | None = None
+    resilience: Resilience = field(default_factory=Resilience)
 
 
 @final

@@ -32,6 +32,26 @@ A failed query fails every lookup waiting for it, once, and is not cached; only 
 table cannot use (``BadInputError`` from ``get_many``) is retried alone, so it fails only its
 own lookups. An answer the table cannot read (``LookupFailedError``) is a failed lookup.
 
+For example, with the dimension table in SQLite:
+
+>>> import asyncio, os, sqlite3, tempfile
+>>> import asyncwait
+>>> from asyncwait import cache, lookups
+>>> path = os.path.join(tempfile.mkdtemp(), "dim.db")
+>>> with sqlite3.connect(path) as db:
+...     _ = db.execute("CREATE TABLE dim_user (user_id TEXT PRIMARY KEY, age INTEGER)")
+...     _ = db.execute("INSERT INTO dim_user VALUES ('user_1', 22)")
+>>> events = [{"userID": "user_1", "productID": 2}, {"userID": "user_7", "productID": 3}]
+>>> join = LookupJoin(
+...     lookups.sqlite(path, table="dim_user", key="user_id", columns=["age"]),
+...     on="userID",
+...     cache=cache.lru(1000, ttl=300),
+... )
+>>> async def main() -> list[object]:
+...     return [e async for e in asyncwait.ordered_wait(events, join)]
+>>> asyncio.run(main())
+[{'userID': 'user_1', 'productID': 2, 'age': 22}, {'userID': 'user_7', 'productID': 3}]
+
 Every lookup is counted once: matched, missed (left join), dropped (inner join), failed or
 rejected (bad input); see :class:`JoinStatistics`.
 

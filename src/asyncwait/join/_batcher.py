@@ -23,17 +23,21 @@ retry strategy decides.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Any, Protocol, final
+from typing import Any, Final, Protocol, final
 
+from .._gate import FlowGate
 from .._tasks import TaskOwner
-from ..errors import BadInputError, ClosedError
+from ..errors import BadInputError, ClosedError, HttpStatusError
 from ..function import Deliver
 from ..lookups import LookupTable, Row
 from ..metrics import Metrics
 
-__all__ = ("Batch", "Batcher", "Handoff", "Waiter")
+__all__ = ("MAX_REQUEUES", "Batch", "Batcher", "Handoff", "Waiter")
+
+MAX_REQUEUES: Final = 5  # times one batch is sent again after "overloaded" (429/503)
 
 
 class Waiter(Protocol):
@@ -121,10 +125,11 @@ class Handoff:
 class Batch:
     """The keys of one query, gathered until it is sent; ``task`` runs it once sent."""
 
-    __slots__ = ("due", "keys", "task", "timer")
+    __slots__ = ("due", "keys", "requeued", "task", "timer")
 
     def __init__(self, due: bool) -> None:
         self.keys: list[Hashable] = []
+        self.requeued = 0  # times the store answered "overloaded" and it was sent again
         self.task: asyncio.Task[None] | None = None
         # May be sent once a query slot is free: at once without max_batch_wait, else when
         # full or when ``timer`` (its max_batch_wait) fires.
@@ -148,6 +153,8 @@ class Batcher:
         max_queries: the most queries in flight.
         capacity: the operator's capacity: when that many lookups wait, no key can join a
             batch any more, so it is sent at once.
+        gate: the join's flow control (rate limit, adaptive concurrency, breaker), asked
+            before each query is sent and told how it ended; ``None``: none.
     """
 
     __slots__ = (
@@ -155,6 +162,8 @@ class Batcher:
         "_batches",
         "_capacity",
         "_collecting",
+        "_gate",
+        "_gate_timer",
         "_in_flight",
         "_max_batch_wait",
         "_max_queries",
@@ -183,8 +192,11 @@ class Batcher:
         max_batch_wait: float,
         max_queries: int,
         capacity: int,
+        gate: FlowGate | None = None,
     ) -> None:
         self._table = table
+        self._gate = gate
+        self._gate_timer: asyncio.TimerHandle | None = None  # a token is due: pump again
         self._source = source
         self._metrics = metrics
         self._store = store
@@ -214,10 +226,17 @@ class Batcher:
     async def close(self) -> None:
         """Fail the batches not sent yet (ClosedError) and cancel the queries in flight."""
         self.open = False
+        if self._gate_timer is not None:
+            self._gate_timer.cancel()
+            self._gate_timer = None
         if self._batches:
             self._pump()  # fails the batches not sent yet, stops their timers
         # Let each query hand out its cancellation; our own cancellation still propagates.
         await self._queries.aclose()
+        # A query cancelled before its task first ran never reached its handler: its
+        # lookups still wait. Each lookup gets exactly one outcome.
+        for key in list(self._in_flight):
+            self._fail_key(key, ClosedError(f"{self._source} was closed before the lookup"))
 
     def enlist(self, key: Hashable, waiter: Waiter) -> Batch:
         """Make ``waiter`` wait for ``key``'s row: on a query in flight, or in a batch."""
@@ -308,12 +327,32 @@ class Batcher:
             self._collecting = None
             return
         queries = self._queries
+        gate = self._gate
         while batches and batches[0].due and len(queries) < self._max_queries:
+            if gate is not None and not self._gate_allows(gate, len(queries)):
+                break
             batch = batches.popleft()
             if batch is self._collecting:
                 self._collecting = None
             task = batch.task = queries.spawn(self._query(batch), "query")
             task.add_done_callback(self._query_done)
+
+    def _gate_allows(self, gate: FlowGate, in_flight: int) -> bool:
+        """Whether the gate lets one more query go now; else pump again when it will."""
+        loop = asyncio.get_running_loop()
+        at = gate.next_send(loop.time(), in_flight)
+        if at is None:
+            return True
+        # The rate limit: pump when the next token is due. The concurrency limit (at is
+        # infinite): _query_done pumps when a query ends.
+        if at != math.inf and self._gate_timer is None:
+            self._gate_timer = loop.call_at(at, self._token_due)
+        return False
+
+    def _token_due(self) -> None:
+        self._gate_timer = None
+        if self._batches:
+            self._pump()
 
     def _query_done(self, task: asyncio.Task[None]) -> None:
         # A query slot is free: send what gathered meanwhile (a bigger batch).
@@ -333,6 +372,9 @@ class Batcher:
         metrics.inc("lookups")
         metrics.inc("lookup_keys", len(keys))
         rows: dict[Hashable, Row | Exception | None] = {}
+        gate = self._gate
+        clock = asyncio.get_running_loop().time
+        started = 0.0 if gate is None else clock()
         try:
             if len(keys) == 1:
                 rows[keys[0]] = await table.get(keys[0])
@@ -350,15 +392,46 @@ class Batcher:
                         except BadInputError as exc:
                             rows[key] = exc
         except Exception as exc:
+            if gate is not None:
+                now = clock()
+                gate.ended(now, now - started, exc)
+                if self._throttled(gate, batch, exc):
+                    return
             self.errors += 1
             metrics.inc("lookup_errors")
             self._fail(batch, exc)
         except BaseException:
             # Cancelled: by close() (the lookups still waiting learn why), or abandoned.
+            if gate is not None:
+                now = clock()
+                gate.abandoned(now, now - started)
             self._fail(batch, ClosedError(f"{self._source} was closed during the lookup"))
             raise
         else:
+            if gate is not None:
+                now = clock()
+                gate.ended(now, now - started, None)
             self._answer(batch, rows)
+
+    def _throttled(self, gate: FlowGate, batch: Batch, exc: Exception) -> bool:
+        """Send ``batch`` again once the rate limit allows, if the store said it is overloaded.
+
+        A 429/503 is the store asking to slow down, not a failed lookup: with a rate limit
+        (which the answer just paused) the batch goes back to the front of the queue, up to
+        ``MAX_REQUEUES`` times; the elements' own deadlines still apply.
+        """
+        if (
+            not isinstance(exc, HttpStatusError)
+            or exc.status not in (429, 503)
+            or batch.requeued >= MAX_REQUEUES
+            or not gate.rate_limited
+        ):
+            return False
+        batch.requeued += 1
+        batch.task = None
+        self._metrics.inc("throttled")
+        self._batches.appendleft(batch)  # _query_done pumps: the gate says when
+        return True
 
     def _answer(self, batch: Batch, rows: dict[Hashable, Row | Exception | None]) -> None:
         """Store each key's row (or miss) and hand it to the lookups waiting for it."""

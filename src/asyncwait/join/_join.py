@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Final, final
 
+from .._flow import AdaptiveSpec, BreakerSpec
+from .._gate import FlowGate
 from .._reprs import short_repr
 from ..cache import MISS, CacheSpec
-from ..errors import BadInputError, ClosedError
+from ..errors import BadInputError, CircuitOpenError, ClosedError
 from ..function import AsyncFunction, Deliver, RuntimeContext
 from ..lookups import CountedTable, LookupTable, PooledTable, Row
 from ..metrics import Metrics
+from ..retry import MissedRow
 from ._batcher import Batcher, Handoff
-from ._options import check_batching, check_join, ratio_option
-from ._tally import WARN_AFTER, JoinStatistics, check_ratio, warn_nothing_matched
+from ._options import bad_key, check_batching, check_join, not_a_dict, ratio_option
+from ._policies import JoinPolicies
+from ._tally import WARN_AFTER, JoinCounts, JoinStatistics, check_ratio, warn_nothing_matched
 
 __all__ = ("JoinStatistics", "JoinType", "LookupJoin")
 
@@ -44,7 +48,7 @@ _BATCH_QUERIES: Final = 2  # queries in flight by default when batching
 
 
 @final
-class LookupJoin(AsyncFunction[Any, Any]):
+class LookupJoin(JoinCounts, AsyncFunction[Any, Any]):
     """Joins each event with the row of its key in ``table``: a lookup (dimension) join.
 
     For an event, ``key = on(event)`` is looked up through ``cache`` (if any), else in the
@@ -57,24 +61,14 @@ class LookupJoin(AsyncFunction[Any, Any]):
     * no row, ``how="inner"``: nothing.
 
     Concurrency is bounded by the operator's capacity and by ``max_queries``. Lookups of one
-    key in flight together share one query. Keys are batched: those missed in one loop
-    iteration, and those missed while ``max_queries`` queries are in flight, go out together
-    in one ``get_many`` of at most ``max_batch_size`` keys (a single key uses ``get``); with
-    ``max_batch_wait`` > 0 a batch also waits up to that long for more keys, unless it fills
-    up first. A key the table rejects as bad input is retried alone, so the other lookups
-    of its batch still get their rows. Queries
-    run in tasks of the join, not of the elements: when an element times out (the
-    operator's timeout), its lookup stops waiting while the query goes on for the lookups
-    that still wait; a query nobody waits for is cancelled, so a hung query never holds a
-    query slot. Output order, timeouts and retries are the operator's.
+    key in flight together share one query; the keys missed meanwhile go out together in one
+    ``get_many`` of at most ``max_batch_size`` keys (see ``_batcher``). A query runs in a task
+    of the join: an element that times out stops waiting, and a query nobody waits for is
+    cancelled. Output order, timeouts and retries are the operator's.
 
-    Every lookup is counted as ``matched`` (a row), ``missed`` (no row, passed on by a left
-    join), ``dropped`` (no row, inner join), ``failed`` or ``rejected`` (bad input); see
-    :class:`JoinStatistics`. The first four are also the operator's counters ``matched``,
-    ``missed``, ``dropped`` and ``lookup_failed`` (with a :class:`~asyncwait.lookups.CountedTable`,
-    the table's counters too). When none of the first 1,000 lookups found a row, the join
-    logs one warning (logger ``asyncwait.join``) naming the lookup, its key and the table:
-    the sign of a wrong key column, ``on`` field or table.
+    Every lookup is counted (``matched``, ``missed``, ``dropped``, ``failed``, ``rejected``:
+    :class:`JoinStatistics`, also the operator's counters); when none of the first 1,000
+    found a row, the join logs one warning (logger ``asyncwait.join``).
 
     Args:
         table: the lookup table (e.g. :func:`asyncwait.lookups.sqlite`); opened by ``open``
@@ -107,12 +101,24 @@ class LookupJoin(AsyncFunction[Any, Any]):
             naming the join, the ratio and the threshold) if
             ``matched / (matched + missed + dropped)`` is below it; ``None`` (the default)
             never fails. Nothing is checked when no lookup found or missed a row.
+        default: with the operator's ``on_error="default"``, the row merged into an event
+            whose lookup finally failed (:meth:`default_outputs`).
+        rate_limit, burst: at most ``rate_limit`` queries per second to the store, in
+            bursts of up to ``burst`` (default ``rate_limit / 10``); queries wait for a
+            token (nothing is dropped), and a 429/503 or ``Retry-After`` pauses the bucket.
+        adaptive: ``{"min": ..., "max": ...}``: the queries in flight move between them
+            from the store's latency, overload answers and timeouts (``max <= capacity``).
+        circuit_breaker: ``{"failure_ratio": ..., "min_calls": ..., "open_for": ...}``:
+            once that share of the last ``min_calls`` queries failed, lookups fail at once
+            with :class:`~asyncwait.CircuitOpenError` for ``open_for`` seconds (routed by
+            the operator's ``on_error``), then one probe query decides.
+        retry_misses: return a miss as a :class:`~asyncwait.retry.MissedRow`, for
+            :data:`~asyncwait.retry.MISSING_ROW` to ask again (``lookup_join`` sets it for
+            a retry with ``on_result``).
 
     Raises:
-        ConfigError: ``how`` is not ``"left"``/``"inner"``, ``columns`` is not a list of
-            names, ``max_batch_size``/``max_batch``/``max_queries`` is not an int >= 1
-            (or both batch sizes are given and differ), ``max_batch_wait`` is not a
-            finite number >= 0, or ``min_match_ratio`` is not a number in [0, 1].
+        ConfigError: an option is out of range (named), e.g. ``how`` not ``"left"`` or
+            ``"inner"``, or both batch sizes given and different.
         TypeError: ``on``/``combine`` is not callable, or ``cache`` is not a cache spec.
 
     Errors while running: an event whose key cannot be taken (``on`` raises ``KeyError``,
@@ -121,23 +127,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
     naming the event and the table; a failed query raises the table's error (e.g.
     :class:`~asyncwait.LookupFailedError` for an answer the table cannot read).
 
-    >>> import asyncio, os, sqlite3, tempfile
-    >>> import asyncwait
-    >>> from asyncwait import cache, lookups
-    >>> path = os.path.join(tempfile.mkdtemp(), "dim.db")
-    >>> with sqlite3.connect(path) as db:
-    ...     _ = db.execute("CREATE TABLE dim_user (user_id TEXT PRIMARY KEY, age INTEGER)")
-    ...     _ = db.execute("INSERT INTO dim_user VALUES ('user_1', 22)")
-    >>> events = [{"userID": "user_1", "productID": 2}, {"userID": "user_7", "productID": 3}]
-    >>> join = LookupJoin(
-    ...     lookups.sqlite(path, table="dim_user", key="user_id", columns=["age"]),
-    ...     on="userID",
-    ...     cache=cache.lru(1000, ttl=300),
-    ... )
-    >>> async def main() -> list[object]:
-    ...     return [e async for e in asyncwait.ordered_wait(events, join)]
-    >>> asyncio.run(main())
-    [{'userID': 'user_1', 'productID': 2, 'age': 22}, {'userID': 'user_7', 'productID': 3}]
+    Example: see :mod:`asyncwait.join`.
     """
 
     def __init__(
@@ -154,6 +144,12 @@ class LookupJoin(AsyncFunction[Any, Any]):
         max_batch: int | None = None,
         max_queries: int | None = None,
         min_match_ratio: float | None = None,
+        default: Mapping[str, Any] | None = None,
+        rate_limit: float | None = None,
+        burst: float | None = None,
+        adaptive: Mapping[str, int] | AdaptiveSpec | None = None,
+        circuit_breaker: Mapping[str, float] | BreakerSpec | None = None,
+        retry_misses: bool = False,
     ) -> None:
         name = getattr(table, "name", None)
         if not isinstance(name, str):
@@ -173,6 +169,16 @@ class LookupJoin(AsyncFunction[Any, Any]):
             max_batch_wait=max_batch_wait,
         )
         self._min_match_ratio = ratio_option(source, min_match_ratio)
+        self._policies = JoinPolicies.of(
+            source,
+            default=default,
+            rate_limit=rate_limit,
+            burst=burst,
+            adaptive=adaptive,
+            circuit_breaker=circuit_breaker,
+        )
+        self._retry_misses = retry_misses  # a miss is a MissedRow: MISSING_ROW asks again
+        self._gate: FlowGate | None = None  # from open() on, with a flow control policy
         self._table = table
         self._on = on
         self._how = JoinType(kind)
@@ -190,7 +196,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
         self._max_queries_option = max_queries
         # What the lookups came to (see _tally). Plain ints: bumped once per lookup on the
         # hot path, read by statistics() and, through count_from, the operator's metrics.
-        self.matched = self.missed = self.dropped = self.failed = self.rejected = 0
+        self.reset_counts()
         # Bound once: every handoff of a miss calls them.
         self._handoff_calls = (self._output, self._count_failure)
 
@@ -207,15 +213,23 @@ class LookupJoin(AsyncFunction[Any, Any]):
             raise RuntimeError(msg)
         self._metrics = metrics = context.metrics
         self._source = f"{context.name}: lookup join on {self._table.name}"
-        self.matched = self.missed = self.dropped = self.failed = self.rejected = 0
+        self.reset_counts()
         metrics.count_from(self._counters)  # a fresh Metrics per operator (and run)
         if isinstance(self._table, CountedTable):
             metrics.count_from(self._table.counters)
         capacity = context.capacity
+        self._policies.check_capacity(self._source, capacity)
+        self._gate = gate = self._policies.gate(self._source, self._table)
+        if gate is not None:
+            metrics.count_from(lambda: gate.statistics().counters())  # rate_limit_waits...
+        adaptive = self._policies.adaptive
+        max_batch = self._policies.max_batch(self._table, self._max_batch)
         if self._max_queries_option is not None:
             max_queries = self._max_queries_option
+        elif adaptive is not None:
+            max_queries = adaptive.max  # the adaptive limit decides below that
         else:
-            max_queries = _BATCH_QUERIES if self._max_batch > 1 else capacity
+            max_queries = _BATCH_QUERIES if max_batch > 1 else capacity
         # A connector with a connection pool sizes it from the queries we keep in flight.
         if isinstance(self._table, PooledTable):
             self._table.expect_queries(max_queries)
@@ -229,19 +243,18 @@ class LookupJoin(AsyncFunction[Any, Any]):
         except BaseException:
             await self._table.close()
             raise
-        # The operator has at most `capacity` keys in flight: spread them over the query
-        # slots, so the table works on one batch while the answer of another is handed out.
-        # One batch of them all would leave the other slots idle, the table and this loop
-        # taking turns.
+        # Spread the operator's `capacity` keys in flight over the query slots: the table
+        # works on one batch while the answer of another is handed out.
         self._batcher = Batcher(
             self._table,
             self._source,
             context.metrics,
             None if cache is None else cache.put,
-            batch_limit=min(self._max_batch, -(-capacity // max_queries)),
+            batch_limit=min(max_batch, -(-capacity // max_queries)),
             max_batch_wait=self._max_batch_wait,
             max_queries=max_queries,
             capacity=capacity,
+            gate=gate,
         )
         self._state = _State.OPEN
 
@@ -264,8 +277,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
 
     async def async_invoke(self, value: Any) -> list[Any]:
         if self._state is not _State.OPEN:
-            msg = f"{self._source} is not open (state {self._state.value})"
-            raise ClosedError(msg)
+            raise self._not_open()
         key = self.key_of(value)
         cache = self._cache
         if cache is not None:
@@ -274,7 +286,11 @@ class LookupJoin(AsyncFunction[Any, Any]):
                 return self._output(value, row)
         batcher = self._batcher
         assert batcher is not None  # open
-        waiter: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        gate = self._gate
+        if gate is not None and not gate.admit(loop.time()):
+            raise self._circuit_open()
+        waiter: asyncio.Future[Row | None] = loop.create_future()
         batch = batcher.enlist(key, waiter)
         try:
             row = await waiter
@@ -347,23 +363,30 @@ class LookupJoin(AsyncFunction[Any, Any]):
     def _enlist(self, key: Hashable, value: Any, deliver: Deliver) -> Handoff:
         batcher = self._batcher
         if batcher is None or self._state is not _State.OPEN:
-            msg = f"{self._source} is not open (state {self._state.value})"
-            raise ClosedError(msg)
+            raise self._not_open()
+        gate = self._gate
+        if gate is not None and not gate.admit(asyncio.get_running_loop().time()):
+            raise self._circuit_open()
         output, count_failure = self._handoff_calls
         handoff = Handoff(output, count_failure, value, deliver, batcher)
         handoff.batch = batcher.enlist(key, handoff)
         return handoff
 
+    def _not_open(self) -> ClosedError:
+        self.failed += 1  # a lookup started on a closed join (the operator is closing) failed
+        return ClosedError(f"{self._source} is not open (state {self._state.value})")
+
+    def _circuit_open(self) -> CircuitOpenError:
+        self.failed += 1
+        msg = f"{self._source}: the circuit breaker is open (the store failed too often)"
+        return CircuitOpenError(msg)
+
+    def default_outputs(self, value: Any, error: BaseException) -> list[Any]:
+        """The outputs of event ``value`` whose lookup finally failed: merged with ``default``."""
+        return self._policies.merged(self._source, value)
+
     def _bad_key(self, value: Any, exc: Exception | None, key: object = None) -> BadInputError:
-        if exc is None:
-            why = "None" if key is None else f"{key!r}, a boolean, which matches no key"
-            msg = f"{self._source}: the join key of event {short_repr(value)} is {why}"
-        else:
-            msg = (
-                f"{self._source}: cannot take the join key of event {short_repr(value)}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-        return BadInputError(msg, source=self._source)
+        return bad_key(self._source, value, exc, key)
 
     def _output(self, event: Any, row: Row | None) -> list[Any]:
         """The outputs of ``event`` joined with ``row`` (``None``: no row), counted.
@@ -384,6 +407,8 @@ class LookupJoin(AsyncFunction[Any, Any]):
                     else:
                         outputs = [self._merge(event, self._no_row)]
                     self.missed += 1
+                if self._retry_misses:
+                    outputs = MissedRow(outputs)
                 if not self.matched and self.missed + self.dropped == WARN_AFTER:
                     key = getattr(self._table, "key", None)  # an SQL table's key column
                     warn_nothing_matched(
@@ -412,30 +437,7 @@ class LookupJoin(AsyncFunction[Any, Any]):
             raise self._not_a_dict(event) from exc
 
     def _not_a_dict(self, event: Any) -> BadInputError:
-        msg = (
-            f"{self._source}: event {short_repr(event)} is not a dict, so the row "
-            f"cannot be merged into it; pass combine=fn(event, row)"
-        )
-        return BadInputError(msg, source=self._source)
-
-    def _count_failure(self, exc: BaseException | None) -> None:
-        """Count a lookup that ended with ``exc`` (``None``: withdrawn, so failed too).
-
-        Bad input counts as rejected, everything else as failed.
-        """
-        if isinstance(exc, BadInputError):
-            self.rejected += 1
-        else:
-            self.failed += 1
-
-    def _counters(self) -> dict[str, int]:
-        """The operator's counters of this join (read when its metrics are read)."""
-        return {
-            "matched": self.matched,
-            "missed": self.missed,
-            "dropped": self.dropped,
-            "lookup_failed": self.failed,
-        }
+        return not_a_dict(self._source, event)
 
     async def end_input(self) -> None:
         """Check ``min_match_ratio`` once the input has ended (the operator calls it).

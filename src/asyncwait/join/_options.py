@@ -11,9 +11,10 @@ import operator
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from ..errors import ConfigError
+from .._reprs import short_repr
+from ..errors import BadInputError, ConfigError
 
-__all__ = ("check_batching", "check_join", "ratio_option")
+__all__ = ("bad_key", "check_batching", "check_join", "not_a_dict", "ratio_option")
 
 
 def check_join(
@@ -111,3 +112,25 @@ def ratio_option(source: str, value: object) -> float | None:
         msg = f"{source}: min_match_ratio must be a number in [0, 1] or None, got {value!r}"
         raise ConfigError(msg)
     return float(value)
+
+
+def bad_key(source: str, value: Any, exc: Exception | None, key: object = None) -> BadInputError:
+    """The error for event ``value`` whose join key cannot be taken (``exc``) or is ``key``."""
+    if exc is None:
+        why = "None" if key is None else f"{key!r}, a boolean, which matches no key"
+        msg = f"{source}: the join key of event {short_repr(value)} is {why}"
+    else:
+        msg = (
+            f"{source}: cannot take the join key of event {short_repr(value)}: "
+            f"{type(exc).__name__}: {exc}"
+        )
+    return BadInputError(msg, source=source)
+
+
+def not_a_dict(source: str, event: Any) -> BadInputError:
+    """The error for an event a row cannot be merged into."""
+    msg = (
+        f"{source}: event {short_repr(event)} is not a dict, so the row "
+        f"cannot be merged into it; pass combine=fn(event, row)"
+    )
+    return BadInputError(msg, source=source)

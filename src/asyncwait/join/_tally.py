@@ -23,14 +23,51 @@ from dataclasses import dataclass
 from typing import Final, final
 
 from ..cache import CacheStatistics
-from ..errors import AsyncFunctionError
+from ..errors import AsyncFunctionError, BadInputError
 
-__all__ = ("WARN_AFTER", "JoinStatistics", "check_ratio", "warn_nothing_matched")
+__all__ = ("WARN_AFTER", "JoinCounts", "JoinStatistics", "check_ratio", "warn_nothing_matched")
 
 WARN_AFTER: Final = 1000
 """Lookups without a single match after which a join warns (once)."""
 
 _log = logging.getLogger("asyncwait.join")
+
+
+class JoinCounts:
+    """The outcome counters of a join's lookups (a base of the join).
+
+    Plain int attributes, bumped once per lookup on the hot path; read by the join's
+    statistics and, through :meth:`_counters`, by the operator's metrics.
+    """
+
+    matched: int
+    missed: int
+    dropped: int
+    failed: int
+    rejected: int
+
+    def reset_counts(self) -> None:
+        """Zero every counter (a new run)."""
+        self.matched = self.missed = self.dropped = self.failed = self.rejected = 0
+
+    def _count_failure(self, exc: BaseException | None) -> None:
+        """Count a lookup that ended with ``exc`` (``None``: withdrawn, so failed too).
+
+        Bad input counts as rejected, everything else as failed.
+        """
+        if isinstance(exc, BadInputError):
+            self.rejected += 1
+        else:
+            self.failed += 1
+
+    def _counters(self) -> dict[str, int]:
+        """The operator's counters of this join (read when its metrics are read)."""
+        return {
+            "matched": self.matched,
+            "missed": self.missed,
+            "dropped": self.dropped,
+            "lookup_failed": self.failed,
+        }
 
 
 @final

@@ -6,8 +6,8 @@ its pool); :func:`sqlite` is the embedded default, and the network connectors (p
 mysql, redis, http) import their driver only when used. Every module is private; this one
 is the public surface. The layout::
 
-    _base.py       the contract (LookupTable, PooledTable, CountedTable, Row), states,
-                   shared checks
+    _base.py       the contract (LookupTable, PooledTable, ThrottledTable, CountedTable,
+                   Row), states, shared checks
     _sql.py        the tables' skeleton: SqlTable, key_chunks, Statements, Pooled/PoolSize
     _secrets.py    Secrets: passwords and tokens masked in names, reprs and messages
     _sqlite.py     sqlite()    over aiosqlite
@@ -32,6 +32,7 @@ from ._base import CountedTable as CountedTable
 from ._base import LookupTable as LookupTable
 from ._base import PooledTable as PooledTable
 from ._base import Row as Row
+from ._base import ThrottledTable as ThrottledTable
 from ._http import HttpStatistics as HttpStatistics
 from ._http import HttpTable as HttpTable
 from ._http import http as http
@@ -70,6 +71,7 @@ __all__ = (
     "SqliteTable",
     "ThreadedStatistics",
     "ThreadedTable",
+    "ThrottledTable",
     "http",
     "mysql",
     "postgres",

@@ -135,6 +135,29 @@ class PooledTable(LookupTable, Protocol):
         ...
 
 
+@runtime_checkable
+class ThrottledTable(LookupTable, Protocol):
+    """A lookup table that waits out a server's ``Retry-After`` itself, unless told not to.
+
+    A join with a rate limit calls :meth:`defer_retry_after` before ``open()``: the table
+    then raises the overload answer at once (``HttpStatusError`` 429/503 with
+    ``retry_after``), and the join's rate limit pauses for the time the server asked,
+    for every call of the lookup instead of one.
+    """
+
+    def defer_retry_after(self) -> None:
+        """Raise overload answers at once instead of waiting (called before ``open()``)."""
+        ...
+
+    def one_call_per_key(self) -> bool:
+        """Whether each key of a ``get_many`` is a call of its own to the store.
+
+        A join with flow control then sends one key per query, so that its rate limit,
+        concurrency limit and breaker count the calls the store sees.
+        """
+        ...
+
+
 def quote_identifier(name: str) -> str:
     """Return ``name`` quoted as an SQL identifier (double quotes, inner quotes doubled).
 

@@ -142,6 +142,19 @@ class HttpTable(Pooled):
         if self._batch_url is not None:
             super().expect_queries(queries)
 
+    def defer_retry_after(self) -> None:
+        """Raise 429/503 at once: the join's rate limit waits out ``Retry-After`` instead.
+
+        :class:`~asyncwait.join.LookupJoin` calls this before ``open()`` when it has a
+        ``rate_limit``, which pauses every call of the lookup for the time the server asks
+        (the table alone would pause only the call that got the answer).
+        """
+        self._client.defer_retry_after()
+
+    def one_call_per_key(self) -> bool:
+        """Without a ``batch_url``, each key is a request of its own."""
+        return self._batch_url is None
+
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:

@@ -82,6 +82,10 @@ class HttpClient:
         self.waits = 0
         self.waited = 0.0
 
+    def defer_retry_after(self) -> None:
+        """Never wait for ``Retry-After``: raise the answer with it (the caller waits)."""
+        self._max_retry_after = 0.0
+
     async def open(self, aiohttp: Any, headers: dict[str, str], pool_size: int) -> None:
         """Check that ``host:port`` accepts connections, then start the session.
 
