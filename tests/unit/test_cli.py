@@ -86,6 +86,28 @@ def test_validate_describes_the_pipeline(
     assert out.endswith(f"{job}: ok\n")
 
 
+def test_validate_describes_a_lookups_resilience_policy(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = "\n".join(
+        [
+            'on_error = "dead_letter"',
+            "attempt_timeout = 0.25",
+            "rate_limit = 500.0",
+            "burst = 50",
+            "adaptive = { min = 2, max = 10 }",
+            "circuit_breaker = { failure_ratio = 0.5, min_calls = 20, open_for = 5.0 }",
+        ]
+    )
+    job = write_job(data_dir, JOB.replace("timeout = 1.0\n", "timeout = 1.0\n" + policy + "\n"))
+    assert main(["validate", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "on_error dead_letter; attempt_timeout 0.25 s; rate_limit 500/s burst 50; adaptive 2..10; "
+        "circuit_breaker 0.5 of 20 calls, open 5 s"
+    ) in out
+
+
 def test_missing_rich_names_the_extra(
     data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
