@@ -27,6 +27,7 @@ from typing import Any, Protocol, final
 from .._faults import crash_point
 from .._tasks import TaskOwner
 from ..errors import AsyncWaitError
+from ..metrics import Histogram
 from .store import Checkpoint, CheckpointStore, now
 
 __all__ = ("Coordinator", "JobView", "StageView")
@@ -122,6 +123,7 @@ class Coordinator:
         self.next_id = first_id
         self.completed = 0  # checkpoints completed by this run
         self.last_id: int | None = None
+        self.durations = Histogram()  # loop seconds from trigger to commit, per checkpoint
         self._acks: dict[int, Any] = {}
         self._complete: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
@@ -174,6 +176,7 @@ class Coordinator:
             OSError: the checkpoint cannot be written.
         """
         async with self._lock:
+            started = asyncio.get_running_loop().time()
             n = self.next_id
             self.next_id += 1
             self._acks = {}
@@ -210,6 +213,7 @@ class Coordinator:
             await asyncio.to_thread(self.store.retain)
             self.completed += 1
             self.last_id = n
+            self.durations.observe(asyncio.get_running_loop().time() - started)
             return n
 
     def ack(self, n: int, stage: int, state: Any) -> None:

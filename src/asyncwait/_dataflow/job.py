@@ -24,6 +24,7 @@ from .._rejects import Reject, describe
 from .._tasks import TaskOwner
 from ..elements import Record
 from ..errors import BadInputError, ConfigError
+from ..metrics import HistogramSnapshot
 from ..operator import AsyncWaitOperator
 from ..sinks import Sink
 from ..sources import Source
@@ -445,6 +446,11 @@ class Job:
             checkpoints=0 if self.coordinator is None else self.coordinator.completed,
             last_checkpoint=None if self.coordinator is None else self.coordinator.last_id,
             totals=self._totals(),
+            checkpoint_durations=(
+                HistogramSnapshot()
+                if self.coordinator is None
+                else self.coordinator.durations.snapshot()
+            ),
         )
 
     def _result(self) -> JobResult:
