@@ -20,6 +20,7 @@ of its input; the job's last checkpoint, taken after every stage ended, is marke
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, final
@@ -31,6 +32,8 @@ from ..metrics import Histogram
 from .store import Checkpoint, CheckpointStore, now
 
 __all__ = ("Coordinator", "JobView", "StageView")
+
+_log = logging.getLogger("asyncwait.checkpoint")
 
 
 class StageView(Protocol):
@@ -213,7 +216,19 @@ class Coordinator:
             await asyncio.to_thread(self.store.retain)
             self.completed += 1
             self.last_id = n
-            self.durations.observe(asyncio.get_running_loop().time() - started)
+            seconds = asyncio.get_running_loop().time() - started
+            self.durations.observe(seconds)
+            _log.info(
+                "job %r: checkpoint %d completed in %.3f s",
+                job.name,
+                n,
+                seconds,
+                extra={
+                    "event": "checkpoint_completed",
+                    "job": job.name,
+                    "fields": {"id": n, "seconds": round(seconds, 6), "final": final},
+                },
+            )
             return n
 
     def ack(self, n: int, stage: int, state: Any) -> None:

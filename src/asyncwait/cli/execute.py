@@ -201,8 +201,10 @@ def _execute_job(
             error(f"cannot write the JSON summary to {json_summary}: {exc}")
             return EXIT_FAILED
     if json_logs():
-        level = "error" if failure is not None else "info"
-        say(level, f"job {spec.name!r} {summary['status']}", event="job_summary", fields=summary)
+        if not quiet:
+            level = "error" if failure is not None else "info"
+            status = f"job {spec.name!r} {summary['status']}"
+            say(level, status, event="job_summary", fields=summary)
     elif not quiet:
         print_summary(summary, console)
     if failure is not None:

@@ -32,7 +32,7 @@ from .._paths import Access, PathUse, check_outputs
 from ..errors import CheckpointWarning, ConfigError
 from ..operator import OutputMode
 from .execute import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, execute_job
-from .logs import LEVELS, LogFormat, library_logs, say
+from .logs import LEVELS, LogFormat, json_logs, library_logs, say
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -372,7 +372,7 @@ def _demo_run(args: argparse.Namespace, console: Console, metrics: MetricsEndpoi
             events=args.events,
             users=args.users,
             seed=args.seed,
-            progress=None if args.quiet else _progress_lines(console),
+            progress=None if args.quiet or json_logs() else _progress_lines(console),
         )
         job_path = demo.write_job(
             data, mode=OutputMode(args.mode), capacity=args.capacity, cache=not args.no_cache
@@ -381,13 +381,12 @@ def _demo_run(args: argparse.Namespace, console: Console, metrics: MetricsEndpoi
         error(f"cannot write the demo data into {args.dir}: {exc}", debug=args.debug)
         return EXIT_FAILED
     if not args.quiet:
-        console.print(
+        _note(
+            console,
             f"generated {data.events:,} events ({data.malformed:,} malformed) and dim_user "
             f"({data.rows:,} of {data.users:,} users) in {time.perf_counter() - started:.1f} s; "
             f"job file {job_path}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            "demo_data",
         )
     spec = jobfile.load(job_path)
     jobfile.check(spec, json_summary=args.json_summary)
@@ -404,7 +403,13 @@ def _demo_run(args: argparse.Namespace, console: Console, metrics: MetricsEndpoi
         metrics=metrics,
     )
     if code == EXIT_OK and not args.quiet:
-        console.print(
-            f"enriched events: {spec.sink.path}", markup=False, highlight=False, soft_wrap=True
-        )
+        _note(console, f"enriched events: {spec.sink.path}", "demo_output")
     return code
+
+
+def _note(console: Console, message: str, event: str) -> None:
+    """A line about what the command did: plain text, or a JSON line with JSON logs."""
+    if json_logs():
+        say("info", message, event=event)
+    else:
+        console.print(message, markup=False, highlight=False, soft_wrap=True)
