@@ -260,7 +260,9 @@ class StreamEnvironment:
             try:
                 result = await job.run()
             except Exception as exc:
-                _log.error(
+                # INFO: the caller gets the exception and reports it; this only marks the
+                # end of the run in a log of lifecycle events.
+                _log.info(
                     "job %r failed: %s",
                     self.name,
                     exc,
