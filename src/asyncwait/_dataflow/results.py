@@ -40,7 +40,7 @@ class OperatorSummary:
         attempt_timeouts: attempts abandoned after ``attempt_timeout``.
         result_retries: retries asked by the retry's ``on_result`` (a missing row).
         latency: the latency histogram behind ``latency_p50``/``latency_p99`` (seconds from
-            admission to completion), as exported to Prometheus.
+            admission to completion of one element in 8), as exported to Prometheus.
     """
 
     name: str
