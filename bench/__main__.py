@@ -34,6 +34,7 @@ SUITES: dict[str, str] = {  # suite -> its module in this package, which has run
     "mysql": "mysql",  # MariaDB lookups: batched vs per-key vs sync PyMySQL, ~1 minute
     "checkpoints": "checkpoints",  # checkpoint overhead on the demo job, recovery time
     "resilience": "resilience",  # a misbehaving store: adaptive, outage, rate limit, overhead
+    "observability": "observability",  # the Prometheus endpoint's cost on the demo job
     "compare": "compare",  # old tree (git worktree of --baseline) vs this one, ~10 minutes
 }
 # Not in `all`: compare measures two trees against each other rather than this one, needs a

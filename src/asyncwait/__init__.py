@@ -34,6 +34,9 @@ from .operator import AsyncWaitOperator as AsyncWaitOperator
 from .operator import OnError as OnError
 from .operator import OperatorStatistics as OperatorStatistics
 from .operator import OutputMode as OutputMode
+from .prometheus import MetricsEndpoint as MetricsEndpoint
+from .prometheus import PrometheusCollector as PrometheusCollector
+from .prometheus import metrics_registry as metrics_registry
 from .retry import NO_RETRY as NO_RETRY
 from .runtime import DataStream as DataStream
 from .runtime import JobProgress as JobProgress
@@ -70,10 +73,12 @@ __all__ = [
     "LookupFailedError",
     "LookupJoin",
     "Metrics",
+    "MetricsEndpoint",
     "OnError",
     "OperatorStatistics",
     "OperatorSummary",
     "OutputMode",
+    "PrometheusCollector",
     "Record",
     "RuntimeContext",
     "StreamElement",
@@ -83,6 +88,7 @@ __all__ = [
     "cache",
     "key_ordered_wait",
     "lookups",
+    "metrics_registry",
     "ordered_wait",
     "retry",
     "sinks",

@@ -175,6 +175,7 @@ class FlowGate:
                 "%s: circuit breaker half-open after %g s: one probe call goes to the store",
                 self._name,
                 self._open_for,
+                extra=self._event("breaker_half_open"),
             )
         return allowed
 
@@ -260,9 +261,19 @@ class FlowGate:
                 self._name,
                 why,
                 self._open_for,
+                extra=self._event("breaker_opened", why=why, open_for=self._open_for),
             )
         elif state is BreakerState.CLOSED:
-            logger.info("%s: circuit breaker closed: the probe call succeeded", self._name)
+            logger.info(
+                "%s: circuit breaker closed: the probe call succeeded",
+                self._name,
+                extra=self._event("breaker_closed"),
+            )
+
+    def _event(self, event: str, **fields: object) -> dict[str, object]:
+        """A log record's extras: the event, and the operator (``"<operator>: ..."``)."""
+        operator = self._name.split(": ", 1)[0]
+        return {"event": event, "operator": operator, "fields": {"source": self._name, **fields}}
 
     def statistics(self) -> FlowStatistics:
         bucket, limit, breaker = self._bucket, self._limit, self._breaker

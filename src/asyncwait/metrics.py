@@ -11,10 +11,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import final
 
-__all__ = ("Histogram", "Metrics", "MetricsSnapshot")
+__all__ = ("Histogram", "HistogramSnapshot", "Metrics", "MetricsSnapshot")
 
 # Log-spaced bucket bounds from 10 µs to ~100 s: 20 buckets per decade keeps p99 within ~12 %.
 _BOUNDS: tuple[float, ...] = tuple(10 ** (e / 20) for e in range(-100, 41))
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A point-in-time copy of a :class:`Histogram`, in Prometheus' shape.
+
+    Attributes:
+        count: observations so far.
+        total: their sum, in seconds.
+        buckets: ``(upper bound, observations <= it)`` pairs, bounds increasing, counts
+            cumulative; the last bound is ``inf`` and its count is ``count``.
+    """
+
+    count: int = 0
+    total: float = 0.0
+    buckets: tuple[tuple[float, int], ...] = ((math.inf, 0),)
 
 
 @final
@@ -52,6 +68,30 @@ class Histogram:
             if seen >= rank and n:
                 return _BOUNDS[min(i, len(_BOUNDS) - 1)]
         return _BOUNDS[-1]  # pragma: no cover - rank <= count always stops the loop above
+
+    def snapshot(self, step: int = 5) -> HistogramSnapshot:
+        """Return the counts so far with cumulative buckets at every ``step``-th bound.
+
+        The bounds are the histogram's own (log-spaced, 20 a decade), so each bucket's
+        count is exact; ``step = 5`` gives four a decade, 10 µs to 100 s.
+
+        >>> h = Histogram()
+        >>> for s in (0.002, 0.002, 0.5):
+        ...     h.observe(s)
+        >>> snap = h.snapshot(step=20)  # one bound a decade
+        >>> [(round(le, 6), n) for le, n in snap.buckets if 0.001 <= le <= 1]
+        [(0.001, 0), (0.01, 2), (0.1, 2), (1.0, 3)]
+        >>> snap.count, snap.buckets[-1]
+        (3, (inf, 3))
+        """
+        buckets: list[tuple[float, int]] = []
+        seen = 0
+        for i, n in enumerate(self._buckets[:-1]):
+            seen += n
+            if i % step == 0 or i == len(_BOUNDS) - 1:
+                buckets.append((_BOUNDS[i], seen))
+        buckets.append((math.inf, self.count))
+        return HistogramSnapshot(self.count, self.total, tuple(buckets))
 
 
 @dataclass(frozen=True, slots=True)

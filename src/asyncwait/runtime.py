@@ -30,6 +30,7 @@ operator, source and sink is closed, and the failure is raised from ``execute``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 from collections.abc import AsyncIterable, Iterable
@@ -56,6 +57,14 @@ __all__ = (
     "OperatorSummary",
     "StreamEnvironment",
 )
+
+
+_log = logging.getLogger("asyncwait.job")
+
+
+def _event(event: str, job: str, **fields: object) -> dict[str, object]:
+    """A lifecycle log record's extras (see ``docs/observability.md``)."""
+    return {"event": event, "job": job, "fields": fields}
 
 
 def _path_or_none(what: str, value: object) -> Path | None:
@@ -247,7 +256,40 @@ class StreamEnvironment:
                 buffer_size=self.buffer_size,
                 checkpoint=checkpoint,
             )
-            return await job.run()
+            _log.info("job %r started", self.name, extra=_event("job_started", self.name))
+            try:
+                result = await job.run()
+            except Exception as exc:
+                # INFO: the caller gets the exception and reports it; this only marks the
+                # end of the run in a log of lifecycle events.
+                _log.info(
+                    "job %r failed: %s",
+                    self.name,
+                    exc,
+                    extra=_event("job_failed", self.name, error=str(exc)),
+                )
+                raise
+            _log.info(
+                "job %r %s: %d events in, %d out, %d errors in %.3f s",
+                self.name,
+                "stopped" if result.stopped else "finished",
+                result.events_in,
+                result.events_out,
+                result.errors,
+                result.duration,
+                extra=_event(
+                    "job_stopped" if result.stopped else "job_finished",
+                    self.name,
+                    events_in=result.events_in,
+                    events_out=result.events_out,
+                    errors=result.errors,
+                    skipped=result.skipped,
+                    dead_letters=result.dead_letters,
+                    checkpoints=result.checkpoints,
+                    seconds=round(result.duration, 6),
+                ),
+            )
+            return result
 
     def stop(self) -> None:
         """Stop the running job; ``execute`` then returns a result with ``stopped=True``.

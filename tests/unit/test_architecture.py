@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     # the dataflow runtime
     "_dataflow": 4,
     "runtime": 4,
+    "prometheus": 4,
     # front ends
     "jobfile": 5,
     "cli": 6,

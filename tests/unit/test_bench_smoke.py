@@ -332,3 +332,23 @@ def test_resilience_suite_quick_reports_every_row(tmp_path: Path) -> None:
         ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
     )
     assert "asyncwait-bench-resilience-" not in worktrees.stdout  # the old tree was removed
+
+
+def test_observability_suite_quick_reports_both_runs(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "observability", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text(encoding="utf-8"))["suites"]["observability"]["rows"]
+    assert [row["impl"].split(",")[0] for row in rows] == ["endpoint off", "on"]
+    off, on = rows
+    assert off["values"]["eps"] > 0
+    assert on["values"]["ratio"] == on["values"]["eps"] / off["values"]["eps"]
+    assert isinstance(on["met"], bool)
+    assert "on/off (best)" in done.stdout

@@ -18,6 +18,7 @@ RUNNABLE_PAGES = [
     "docs/lookup-join.md",
     "docs/fault-tolerance.md",
     "docs/resilience.md",
+    "docs/observability.md",
 ]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 

@@ -22,6 +22,7 @@ CONCEPT_MODULES = [
     "waits",
     "metrics",
     "runtime",
+    "prometheus",
     "watermarks",
     "sources",
     "sinks",

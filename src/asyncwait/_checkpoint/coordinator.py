@@ -20,6 +20,7 @@ of its input; the job's last checkpoint, taken after every stage ended, is marke
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, final
@@ -27,9 +28,12 @@ from typing import Any, Protocol, final
 from .._faults import crash_point
 from .._tasks import TaskOwner
 from ..errors import AsyncWaitError
+from ..metrics import Histogram
 from .store import Checkpoint, CheckpointStore, now
 
 __all__ = ("Coordinator", "JobView", "StageView")
+
+_log = logging.getLogger("asyncwait.checkpoint")
 
 
 class StageView(Protocol):
@@ -122,6 +126,7 @@ class Coordinator:
         self.next_id = first_id
         self.completed = 0  # checkpoints completed by this run
         self.last_id: int | None = None
+        self.durations = Histogram()  # loop seconds from trigger to commit, per checkpoint
         self._acks: dict[int, Any] = {}
         self._complete: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
@@ -174,6 +179,7 @@ class Coordinator:
             OSError: the checkpoint cannot be written.
         """
         async with self._lock:
+            started = asyncio.get_running_loop().time()
             n = self.next_id
             self.next_id += 1
             self._acks = {}
@@ -210,6 +216,19 @@ class Coordinator:
             await asyncio.to_thread(self.store.retain)
             self.completed += 1
             self.last_id = n
+            seconds = asyncio.get_running_loop().time() - started
+            self.durations.observe(seconds)
+            _log.info(
+                "job %r: checkpoint %d completed in %.3f s",
+                job.name,
+                n,
+                seconds,
+                extra={
+                    "event": "checkpoint_completed",
+                    "job": job.name,
+                    "fields": {"id": n, "seconds": round(seconds, 6), "final": final},
+                },
+            )
             return n
 
     def ack(self, n: int, stage: int, state: Any) -> None:

@@ -14,6 +14,7 @@ note when known.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, final
@@ -24,6 +25,7 @@ from .._rejects import Reject, describe
 from .._tasks import TaskOwner
 from ..elements import Record
 from ..errors import BadInputError, ConfigError
+from ..metrics import HistogramSnapshot
 from ..operator import AsyncWaitOperator
 from ..sinks import Sink
 from ..sources import Source
@@ -37,6 +39,8 @@ from .steps import FilterStep, FlatMapStep, MapStep, Rejected, Step
 from .watermark_step import WatermarkStep
 
 __all__ = ("Job",)
+
+_log = logging.getLogger("asyncwait.job")
 
 
 _STEPS: dict[str, Callable[..., Step]] = {
@@ -271,6 +275,16 @@ class Job:
             # The job's counters stay this run's; the checkpoint holds the earlier runs'.
             self.restored_from = checkpoint.id
             self._before = JobTotals.restored(checkpoint.counters)
+            _log.info(
+                "job %r: resuming from checkpoint %d",
+                self.name,
+                checkpoint.id,
+                extra={
+                    "event": "checkpoint_restored",
+                    "job": self.name,
+                    "fields": {"id": checkpoint.id, "dir": str(store.dir)},
+                },
+            )
         return checkpoint
 
     def request_stop(self) -> None:
@@ -278,6 +292,7 @@ class Job:
         if self.stopped or not self.running:
             return
         self.stopped = True
+        _log.info("job %r: stop requested", self.name, extra={"event": "stop", "job": self.name})
         if not self._tasks:
             return  # still opening: run() stops as soon as everything is open
         if self.coordinator is None:
@@ -445,6 +460,11 @@ class Job:
             checkpoints=0 if self.coordinator is None else self.coordinator.completed,
             last_checkpoint=None if self.coordinator is None else self.coordinator.last_id,
             totals=self._totals(),
+            checkpoint_durations=(
+                HistogramSnapshot()
+                if self.coordinator is None
+                else self.coordinator.durations.snapshot()
+            ),
         )
 
     def _result(self) -> JobResult:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 from ..errors import AsyncWaitError
+from ..metrics import HistogramSnapshot
 from ..operator import AsyncWaitOperator
 
 __all__ = ("JobProgress", "JobResult", "JobTotals", "OperatorSummary")
@@ -38,6 +39,8 @@ class OperatorSummary:
             to the errors file, or completed with the default.
         attempt_timeouts: attempts abandoned after ``attempt_timeout``.
         result_retries: retries asked by the retry's ``on_result`` (a missing row).
+        latency: the latency histogram behind ``latency_p50``/``latency_p99`` (seconds from
+            admission to completion of one element in 8), as exported to Prometheus.
     """
 
     name: str
@@ -56,6 +59,7 @@ class OperatorSummary:
     defaulted: int = 0
     attempt_timeouts: int = 0
     result_retries: int = 0
+    latency: HistogramSnapshot = field(default_factory=HistogramSnapshot)
 
     @classmethod
     def of(cls, op: AsyncWaitOperator[Any, Any]) -> OperatorSummary:
@@ -79,6 +83,7 @@ class OperatorSummary:
             defaulted=stats.defaulted,
             attempt_timeouts=stats.attempt_timeouts,
             result_retries=stats.result_retries,
+            latency=op.metrics.latency.snapshot(),
         )
 
 
@@ -101,6 +106,8 @@ class JobProgress:
         totals: the numbers over all the job's runs (see :class:`JobResult`).
         skipped: events dropped by an operator's ``on_error = "skip"``.
         dead_letters: events whose lookup failed, written to the errors file.
+        checkpoint_durations: seconds (loop time) each checkpoint of this run took, from
+            its trigger to its commit.
     """
 
     name: str
@@ -115,6 +122,7 @@ class JobProgress:
     totals: JobTotals | None = None
     skipped: int = 0
     dead_letters: int = 0
+    checkpoint_durations: HistogramSnapshot = field(default_factory=HistogramSnapshot)
 
 
 @final

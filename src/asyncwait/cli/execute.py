@@ -1,9 +1,10 @@
 """Running a built job for the command line: display, signals, summary, exit status (private).
 
 ``run`` and ``demo`` share :func:`execute_job`: build the job, run it on the chosen loop
-with a live display and stop-on-signal, then print the summary and return the exit status.
-While the job runs, the library's logged warnings (e.g. a lookup join that matches
-nothing) are printed as one line each on stderr, ``warning: ...``.
+with a live display and stop-on-signal (and a Prometheus endpoint when asked), then print
+the summary and return the exit status. The library's log records are printed by
+:mod:`.logs` (``--log-format``, ``--log-level``); with JSON logs there is no live display
+and the summary is one ``job_summary`` line.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-import logging
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,10 +26,12 @@ from .._locks import Locks, lock_outputs
 from .._paths import Access, PathUse, check_no_alias
 from .._tasks import TaskOwner
 from ..errors import AsyncWaitError, ConfigError
+from .logs import json_logs, name_job, say
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..prometheus import MetricsEndpoint
     from ..runtime import StreamEnvironment
     from .progress import Display
     from .views import ProgressView
@@ -52,41 +54,13 @@ _POLL_INTERVAL: Final = 0.25  # seconds between two progress snapshots
 
 
 def error(message: str, *, debug: bool = False) -> None:
-    """Print ``error: message`` on stderr (with the traceback under ``--debug``)."""
+    """Print ``error: message`` on stderr (with the traceback under ``--debug``).
+
+    With ``--log-format json`` it is a JSON line (``"event": "error"``).
+    """
     if debug:
         traceback.print_exc(file=sys.stderr)
-    print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-class _OneLine(logging.Handler):
-    """Prints a library log record as one clean line on stderr: ``warning: ...``."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            # sys.stderr as it is now: a live display redirects it above the table.
-            print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
-            sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def _library_warnings() -> Iterator[None]:
-    """Print the ``asyncwait`` loggers' warnings as ``warning: ...`` lines while a job runs.
-
-    The records do not go on to the root logger meanwhile: one line each, no
-    ``WARNING:asyncwait...`` duplicate from a handler configured elsewhere.
-    """
-    logger = logging.getLogger("asyncwait")
-    handler = _OneLine(logging.WARNING)
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+    say("error", message, event="error")
 
 
 def execute_job(
@@ -99,27 +73,36 @@ def execute_job(
     fresh: bool = False,
     wrap_lookup: Callable[[Any], Any] | None = None,
     loop: str = "auto",
+    metrics: MetricsEndpoint | None = None,
 ) -> int:
     """Build and run ``spec``: the one code path of both ``run`` and ``demo``.
 
     The ``--json-summary`` file is locked for the whole run, like the job's own outputs
-    (which the job locks), so two runs never write one summary.
+    (which the job locks), so two runs never write one summary. ``metrics`` (already
+    listening, so a port in use was refused before) serves the job's metrics while it
+    runs and is closed at the end, whatever happens.
     """
     summary_lock = Locks([])
-    if json_summary is not None:
-        use = PathUse("--json-summary", json_summary, Access.WRITE)
-        summary_lock = lock_outputs(check_no_alias([use], owner=""), owner=str(spec.file))
-    with summary_lock:
-        return _execute_job(
-            spec,
-            console,
-            quiet=quiet,
-            debug=debug,
-            json_summary=json_summary,
-            fresh=fresh,
-            wrap_lookup=wrap_lookup,
-            loop=loop,
-        )
+    name_job(spec.name)
+    try:
+        if json_summary is not None:
+            use = PathUse("--json-summary", json_summary, Access.WRITE)
+            summary_lock = lock_outputs(check_no_alias([use], owner=""), owner=str(spec.file))
+        with summary_lock:
+            return _execute_job(
+                spec,
+                console,
+                quiet=quiet,
+                debug=debug,
+                json_summary=json_summary,
+                fresh=fresh,
+                wrap_lookup=wrap_lookup,
+                loop=loop,
+                metrics=metrics,
+            )
+    finally:
+        if metrics is not None:
+            metrics.close()  # a socket that never served (the job could not start)
 
 
 def _execute_job(
@@ -132,6 +115,7 @@ def _execute_job(
     fresh: bool,
     wrap_lookup: Callable[[Any], Any] | None,
     loop: str,
+    metrics: MetricsEndpoint | None,
 ) -> int:
     from .progress import LineDisplay, LiveDisplay, NullDisplay
     from .summary import print_summary, summarize, write_json_summary
@@ -144,8 +128,12 @@ def _execute_job(
     except Exception as exc:  # e.g. a value the runtime rejects: still no bare traceback
         error(_failure_message(spec, exc), debug=debug)
         return EXIT_FAILED
+    if metrics is not None:
+        from ..prometheus import PrometheusCollector
+
+        metrics.registry.register(PrometheusCollector(env))
     display: Display
-    if quiet:
+    if quiet or json_logs():
         display = NullDisplay()
     elif console.is_terminal:
         display = LiveDisplay(console, spec.name)
@@ -159,8 +147,7 @@ def _execute_job(
         # process, so it may make them rarer.
         gc.set_threshold(50_000, 20, 100)
         _keep_freed_memory()
-        with _library_warnings():
-            result = _run_loop(_drive(env, display), loop)
+        result = _run_loop(_drive(env, display, metrics), loop)
     except KeyboardInterrupt:
         display.close()
         error(f"job {spec.name!r} interrupted")
@@ -213,23 +200,30 @@ def _execute_job(
         except OSError as exc:
             error(f"cannot write the JSON summary to {json_summary}: {exc}")
             return EXIT_FAILED
-    if not quiet:
+    if json_logs():
+        if not quiet:
+            level = "error" if failure is not None else "info"
+            status = f"job {spec.name!r} {summary['status']}"
+            say(level, status, event="job_summary", fields=summary)
+    elif not quiet:
         print_summary(summary, console)
     if failure is not None:
         if debug:
             traceback.print_exception(failure, file=sys.stderr)
-        print(f"error: {summary['error']}", file=sys.stderr, flush=True)
+        say("error", summary["error"], event="error")
         return EXIT_FAILED
     if result.stopped:
         if checkpoints is None:
             error(f"job {spec.name!r} stopped before its end (no checkpoints to resume from)")
             return _EXIT_INTERRUPTED
-        print(
-            f"stopped: job {spec.name!r} committed everything up to checkpoint "
-            f"#{checkpoints['last']}; run it again to resume from there",
-            file=sys.stderr,
-            flush=True,
+        message = (
+            f"job {spec.name!r} committed everything up to checkpoint "
+            f"#{checkpoints['last']}; run it again to resume from there"
         )
+        if json_logs():
+            say("info", message, event="stopped")
+        else:
+            print(f"stopped: {message}", file=sys.stderr, flush=True)
     return EXIT_OK
 
 
@@ -313,8 +307,18 @@ def _run_loop(main: Coroutine[Any, Any, Any], loop: str) -> Any:
     return asyncio.run(main)
 
 
-async def _drive(env: StreamEnvironment, display: Display) -> Any:
-    """Run the job, feeding ``display`` a progress snapshot every ``_POLL_INTERVAL`` s."""
+async def _drive(env: StreamEnvironment, display: Display, metrics: MetricsEndpoint | None) -> Any:
+    """Run the job, feeding ``display`` a progress snapshot every ``_POLL_INTERVAL`` s.
+
+    ``metrics`` serves ``/metrics`` on this loop from before the job starts until it ended.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if metrics is not None:
+            await stack.enter_async_context(metrics)
+        return await _watch(env, display)
+
+
+async def _watch(env: StreamEnvironment, display: Display) -> Any:
     from .views import ProgressView
 
     view: Callable[[Any], ProgressView] = ProgressView.of

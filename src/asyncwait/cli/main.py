@@ -3,6 +3,8 @@
 ::
 
     asyncwait run JOB.toml [--fresh] [--quiet] [--json-summary FILE] [--max-errors N]
+                  [--metrics-port N [--metrics-host HOST]] [--log-format human|json]
+                  [--log-level LEVEL]
     asyncwait validate JOB.toml [--json-summary FILE]
     asyncwait demo [--events N] [--users M] [--dir DIR] [--mode MODE] [--capacity C]
                    [--latency-ms MS] [--no-cache] [--quiet] [--json-summary FILE] [--seed S]
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,9 +32,12 @@ from .._paths import Access, PathUse, check_outputs
 from ..errors import CheckpointWarning, ConfigError
 from ..operator import OutputMode
 from .execute import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, execute_job
+from .logs import LEVELS, LogFormat, json_logs, library_logs, say
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from ..prometheus import MetricsEndpoint
 
 __all__ = ("main",)
 
@@ -58,6 +62,14 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+
+
+def _port(text: str) -> int:
+    value = _int_at_least(1)(text)
+    if value > 65535:
+        msg = f"must be a TCP port in 1..65535, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -87,6 +99,32 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
     output.add_argument(
         "--json-summary", metavar="FILE", type=Path, help="also write the summary as JSON"
+    )
+    output.add_argument(
+        "--metrics-port",
+        metavar="N",
+        type=_port,
+        help="serve Prometheus metrics at http://HOST:N/metrics while the job runs "
+        "(overrides [metrics] port; needs asyncwait[metrics])",
+    )
+    output.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help="the address the metrics endpoint listens on (default: [metrics] host, "
+        "else 127.0.0.1)",
+    )
+    output.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=LogFormat.HUMAN.value,
+        help="log lines on stderr: human (default) or json (one object per line; no live "
+        "display, the summary as a line)",
+    )
+    output.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        type=str.lower,
+        help="the least severe log lines shown (default: warning; info with --log-format json)",
     )
 
     parser = argparse.ArgumentParser(
@@ -207,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    with warnings.catch_warnings():
+    fmt = LogFormat(getattr(args, "log_format", LogFormat.HUMAN.value))
+    level = getattr(args, "log_level", None) or ("info" if fmt is LogFormat.JSON else "warning")
+    with warnings.catch_warnings(), library_logs(fmt, level):
         warnings.showwarning = _warning_line
         warnings.simplefilter("always", CheckpointWarning)  # each one says what was skipped
         return _command(args)
@@ -223,7 +263,10 @@ def _warning_line(
 ) -> None:
     """Show a warning as one line, ``warning: ...``, without Python's source line."""
     text = " ".join(str(message).split())
-    print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
+    if file is None:
+        say("warning", text, event=category.__name__)
+    else:
+        print(f"warning: {text}", file=file, flush=True)
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -267,15 +310,61 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         json_summary=args.json_summary,
         fresh=args.fresh,
         loop=args.loop,
+        metrics=_metrics_endpoint(args, spec.metrics, spec.file),
     )
 
 
+def _metrics_endpoint(
+    args: argparse.Namespace, configured: jobfile.MetricsSpec | None, file: Path | None
+) -> MetricsEndpoint | None:
+    """Listen for Prometheus now, before the job starts, or refuse (naming the option).
+
+    ``--metrics-port``/``--metrics-host`` override ``[metrics]`` of the job file.
+
+    Raises:
+        ConfigError: the port is in use or not permitted, the host unknown, or
+            prometheus_client is not installed.
+    """
+    port: int | None = args.metrics_port
+    where = "--metrics-port"
+    if port is None and configured is not None:
+        port, where = configured.port, f"{file}: metrics.port"
+    if port is None:
+        if args.metrics_host is not None:
+            msg = "--metrics-host: needs --metrics-port (or [metrics] port in the job file)"
+            raise ConfigError(msg)
+        return None
+    host = args.metrics_host
+    if host is not None:
+        where = f"{where} {port} --metrics-host"
+    else:
+        host = configured.host if configured is not None else "127.0.0.1"
+    from ..prometheus import MetricsEndpoint, metrics_registry
+
+    try:
+        return MetricsEndpoint(metrics_registry(), host=host, port=port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        msg = f"{where}: cannot serve metrics on {host}:{port}: {reason}"
+        raise ConfigError(msg) from exc
+
+
 def _demo(args: argparse.Namespace, console: Console) -> int:
-    from . import demo
 
     if args.json_summary is not None:  # before the data is generated, not after
         summary = PathUse("--json-summary", args.json_summary, Access.WRITE)
         check_outputs([summary], owner="")
+    metrics = _metrics_endpoint(args, None, None)  # a port in use: refused before, too
+    try:
+        return _demo_run(args, console, metrics)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _demo_run(args: argparse.Namespace, console: Console, metrics: MetricsEndpoint | None) -> int:
+    from . import demo
+
     started = time.perf_counter()
     try:
         data = demo.generate(
@@ -283,7 +372,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
             events=args.events,
             users=args.users,
             seed=args.seed,
-            progress=None if args.quiet else _progress_lines(console),
+            progress=None if args.quiet or json_logs() else _progress_lines(console),
         )
         job_path = demo.write_job(
             data, mode=OutputMode(args.mode), capacity=args.capacity, cache=not args.no_cache
@@ -292,16 +381,16 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         error(f"cannot write the demo data into {args.dir}: {exc}", debug=args.debug)
         return EXIT_FAILED
     if not args.quiet:
-        console.print(
+        _note(
+            console,
             f"generated {data.events:,} events ({data.malformed:,} malformed) and dim_user "
             f"({data.rows:,} of {data.users:,} users) in {time.perf_counter() - started:.1f} s; "
             f"job file {job_path}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            "demo_data",
         )
     spec = jobfile.load(job_path)
     jobfile.check(spec, json_summary=args.json_summary)
+    assert metrics is None or spec.metrics is None  # the demo's job file has no [metrics]
     wrap = demo.slowed(args.latency_ms / 1000) if args.latency_ms else None
     code = execute_job(
         spec,
@@ -311,9 +400,16 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         json_summary=args.json_summary,
         wrap_lookup=wrap,
         loop=args.loop,
+        metrics=metrics,
     )
     if code == EXIT_OK and not args.quiet:
-        console.print(
-            f"enriched events: {spec.sink.path}", markup=False, highlight=False, soft_wrap=True
-        )
+        _note(console, f"enriched events: {spec.sink.path}", "demo_output")
     return code
+
+
+def _note(console: Console, message: str, event: str) -> None:
+    """A line about what the command did: plain text, or a JSON line with JSON logs."""
+    if json_logs():
+        say("info", message, event=event)
+    else:
+        console.print(message, markup=False, highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ The layout (every table but ``[source]`` and ``[sink]`` is optional)::
     [sink]                type = jsonl | csv | stdout, path
     [checkpoint]          interval, dir
     [errors]              path, max_errors
+    [metrics]             port, host (Prometheus /metrics while the job runs)
 
 See ``docs/job-file.md`` for every field.
 """
@@ -37,6 +38,7 @@ from ._spec import CheckpointSpec as CheckpointSpec
 from ._spec import ErrorsSpec as ErrorsSpec
 from ._spec import JobSpec as JobSpec
 from ._spec import LookupSpec as LookupSpec
+from ._spec import MetricsSpec as MetricsSpec
 from ._spec import RetrySpec as RetrySpec
 from ._spec import SinkSpec as SinkSpec
 from ._spec import SourceSpec as SourceSpec
@@ -48,6 +50,7 @@ __all__ = (
     "ErrorsSpec",
     "JobSpec",
     "LookupSpec",
+    "MetricsSpec",
     "RetrySpec",
     "SinkSpec",
     "SourceSpec",

@@ -18,6 +18,7 @@ from ._spec import (
     ErrorsSpec,
     JobSpec,
     LookupSpec,
+    MetricsSpec,
     RetrySpec,
     SinkSpec,
     SourceSpec,
@@ -88,7 +89,12 @@ def parse(text: str, *, file: str | Path = "job.toml") -> JobSpec:
     except tomllib.TOMLDecodeError as exc:
         msg = f"{file}: not a valid TOML file: {exc}"
         raise ConfigError(msg) from exc
-    top = Table(data, "", file, ("job", "source", "lookup", "sink", "checkpoint", "errors"))
+    top = Table(
+        data,
+        "",
+        file,
+        ("job", "source", "lookup", "sink", "checkpoint", "errors", "metrics"),
+    )
     job = top.table("job", ("name",))
     name = (job.text("name") if job else None) or file.stem
     lookups = top.data.get("lookup", [])
@@ -107,6 +113,7 @@ def parse(text: str, *, file: str | Path = "job.toml") -> JobSpec:
         sink=_sink(top),
         checkpoint=checkpoint,
         errors=_errors(top),
+        metrics=_metrics(top),
     )
 
 
@@ -305,3 +312,11 @@ def _errors(top: Table) -> ErrorsSpec | None:
     if er is None:
         return None
     return ErrorsSpec(path=er.path("path"), max_errors=er.integer("max_errors", minimum=0))
+
+
+def _metrics(top: Table) -> MetricsSpec | None:
+    mt = top.table("metrics", ("port", "host"))
+    if mt is None:
+        return None
+    port = mt.integer("port", minimum=1, maximum=65535, required=True)
+    return MetricsSpec(port=port, host=mt.text("host") or "127.0.0.1")

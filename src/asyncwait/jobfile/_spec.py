@@ -223,6 +223,15 @@ class ErrorsSpec:
 
 @final
 @dataclass(frozen=True, slots=True)
+class MetricsSpec:
+    """The Prometheus endpoint of ``[metrics]``: ``/metrics`` on ``host:port`` while running."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """A whole validated job file.
 
@@ -234,6 +243,7 @@ class JobSpec:
         sink: where results go.
         checkpoint: checkpoint settings, if any.
         errors: the bad-input settings, if any.
+        metrics: the Prometheus endpoint, if any.
     """
 
     file: Path
@@ -243,6 +253,7 @@ class JobSpec:
     lookups: tuple[LookupSpec, ...] = ()
     checkpoint: CheckpointSpec | None = None
     errors: ErrorsSpec | None = None
+    metrics: MetricsSpec | None = None
 
     def with_max_errors(self, max_errors: int) -> JobSpec:
         """Return a copy whose ``errors.max_errors`` is ``max_errors`` (``--max-errors``)."""

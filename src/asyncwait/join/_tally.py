@@ -130,6 +130,11 @@ def warn_nothing_matched(source: str, on: str, key: str | None) -> None:
         f"{WARN_AFTER:,}",
         on,
         where,
+        extra={
+            "event": "nothing_matched",
+            "operator": source.split(": ", 1)[0],  # "<operator>: lookup join on <table>"
+            "fields": {"source": source, "lookups": WARN_AFTER},
+        },
     )
 
 
