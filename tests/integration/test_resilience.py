@@ -76,7 +76,9 @@ def test_a_rate_limit_is_what_the_store_sees(flaky_store: FlakyStore) -> None:
     # calls arrive.
     log = flaky_store.log()
     rate = log.count(start + 1.0, start + 4.0) / 3.0
-    assert rate == pytest.approx(100, rel=0.05)
+    # (The benchmark holds the 5 % target on a quiet machine; a test leaves room for a
+    # busy one, and never allows more than the limit plus its burst.)
+    assert 90 <= rate <= 100 + 10 / 3.0
 
 
 JOB = """
