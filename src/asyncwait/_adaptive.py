@@ -14,17 +14,24 @@ that remembers the last good level, with AIMD's cut for overload:
 
 * **Rounds.** One verdict per round: at least ``ROUND`` calls and half the limit, counting
   only calls that started (``now - latency``) after the limit last changed *and* filled,
-  so a verdict is about the current limit only, about one latency after the change.
-* **Good.** A round is good when its mean latency stays within ``TOLERANCE`` of the
-  baseline (the lowest round mean) and its ``limit / latency`` is not ``DROP`` below the
-  good level's. A round at the good level that queues cuts by ``baseline / latency``
-  (0.5-0.9); if the next round is no faster, the store itself got slower: new baseline.
-* **Probes.** At first the limit grows by ``GROWTH`` per good round. After the first
+  and only once a call that started after the round's first answer has answered too. The
+  first round after an increase only warms up: on a real event loop the calls that filled
+  the new limit start in one loop iteration and answer together, fastest first.
+* **Robust.** A round's latency is the mean of its fastest ``KEPT`` share: the slowest
+  calls on a real loop carry the client's own lag (other callbacks, a collection), which is
+  no queueing at the store; the lag of a busy loop is still seen through the throughput
+  estimate ``limit / latency``.
+* **Good.** A round is good when its latency stays within ``TOLERANCE`` of the baseline
+  (the lowest round latency) and its ``limit / latency`` is not ``DROP`` below the good
+  level's. ``STRIKES`` rounds in a row at the good level that queue cut it to where the
+  latency would be within tolerance (0.5-0.9); if the next round is no faster, the store
+  itself got slower: new baseline.
+* **Probes.** At first the limit grows by ``START`` per good round. After the first
   failed probe it holds ``HOLD`` rounds at the good level, then probes alternately one
   below (kept only if clearly better: the climb overshot the knee) and above (+1, +2,
   +4 ... while each does as well, each at most ``GROWTH``). A failed probe returns to
   the good level; one call of an upward probe slower than ``EARLY`` x baseline ends it
-  at once. Probing costs about one round in ``HOLD``.
+  at once. Probing costs about two rounds (warm-up and verdict) in ``HOLD``.
 * **Overload.** A 429/503/Retry-After or a timeout cuts to ``BACKOFF`` (by one at least),
   at most once per round-trip, and caps later probes at that level (the store's answer
   lags behind its own burst allowance) until ``CALM`` rounds pass, when the cap rises 10%.
@@ -35,7 +42,7 @@ that remembers the last good level, with AIMD's cut for overload:
       │              ╭╮                  ╭╮               ╭─╮
       │          ╭───╯╰──────╮╭──────────╯╰─────╮╭────────╯ ╰─╮  ╭────
       │      ╭───╯    hold   ╰╯  hold    +1     ╰╯ hold  +1+2 ╰──╯
-      │  ╭───╯ x1.25        -1 (kept)                -1
+      │  ╭───╯ x1.5         -1 (kept)                -1
       └──┴─────────────────────────────────────────────────────────► time
 
 ``tests/unit/test_adaptive.py`` runs it in a discrete-event simulation of that store (with
@@ -56,9 +63,15 @@ __all__ = ("ConcurrencyLimit", "ConcurrencyStatistics")
 
 TOLERANCE: Final = 1.5  # a round's latency over baseline x this: requests are queueing
 EARLY: Final = 3.0  # one call of a probe over baseline x this fails the probe at once
-ROUND: Final = 3  # the fewest calls in a round (a round is at least half the limit)
+ROUND: Final = 8  # the fewest calls in a round (a round is at least half the limit)
+# The share of a round's calls, fastest first, whose mean is the round's latency: the
+# slowest calls of a round on a real event loop carry the loop's own lag (a callback, a
+# collection, another task's burst), which is no queueing at the store.
+KEPT: Final = 0.75
+STRIKES: Final = 2  # consecutive queueing rounds at the good level before a cut
 DROP: Final = 0.05  # a probe whose throughput estimate is this much below the good level's failed
-GROWTH: Final = 1.25  # growth per good round before the first failed probe (at least +1)
+GROWTH: Final = 1.25  # the most an upward probe adds after the first failed one (at least +1)
+START: Final = 1.5  # growth per good round before the first failed probe (at least +1)
 HOLD: Final = 16  # good rounds at the good level before probing above it again
 BACKOFF: Final = 0.9  # the cut on overload and timeouts (and the least cut on queueing)
 CALM: Final = 64  # rounds without overload after which its level no longer caps the probes
@@ -87,9 +100,9 @@ class ConcurrencyStatistics:
         limit: calls that may be in flight now.
         increases: times the limit went up.
         decreases: times the limit went down (failed probes, overload, timeouts, queueing).
-        min_latency: the latency baseline in seconds: the lowest round mean, reset when the
+        min_latency: the latency baseline in seconds: the lowest round latency, reset when the
             store became slower for good (``None`` before the first round).
-        recent_latency: the last round's mean latency in seconds (``None`` before it).
+        recent_latency: the last round's latency in seconds (``None`` before it).
         overloads: ``on_overload`` calls; timeouts: ``on_timeout`` calls; errors:
             ``on_error`` calls.
     """
@@ -127,10 +140,10 @@ class ConcurrencyLimit:
     >>> limit = ConcurrencyLimit(1, 8)
     >>> limit.acquire_ok(0.0, 0), limit.acquire_ok(0.0, 1)
     (True, False)
-    >>> for ms in range(5, 25, 5):  # one call at a time, 5 ms each
+    >>> for ms in range(5, 50, 5):  # one call at a time, 5 ms each
     ...     limit.on_success(ms / 1000, 0.005)
     ...     ok = limit.acquire_ok(ms / 1000, 0)
-    >>> limit.limit  # three calls ran at the full limit: a good round
+    >>> limit.limit  # eight calls ran at the full limit: a good round
     2
     """
 
@@ -143,6 +156,7 @@ class ConcurrencyLimit:
         "_cut_latency",
         "_decreases",
         "_errors",
+        "_first_end",
         "_full_at",
         "_good",
         "_good_rate",
@@ -151,14 +165,16 @@ class ConcurrencyLimit:
         "_limit",
         "_max",
         "_min",
-        "_n",
         "_next",
         "_overloads",
         "_phase",
         "_recent",
+        "_samples",
+        "_settled",
         "_step",
-        "_sum",
+        "_strikes",
         "_timeouts",
+        "_warming",
     )
 
     def __init__(self, min: int, max: int, *, initial: int | None = None) -> None:
@@ -193,8 +209,16 @@ class ConcurrencyLimit:
         # when the limit stays, so that one cannot serve: it would hide most overloads).
         self._cut_at = -math.inf
         self._full_at: float | None = None
-        self._n = 0
-        self._sum = 0.0
+        self._samples: list[float] = []
+        # When the round's first call ended, and whether a call started since then has
+        # ended too: see on_success.
+        self._first_end: float | None = None
+        self._settled = False
+        # The first round at a new limit only warms it up: on a real loop the calls of the
+        # wave that filled it start and end together, and only the later waves spread out
+        # and show the store's answer to the new limit.
+        self._warming = False
+        self._strikes = 0  # consecutive queueing rounds at the good level
         self._base: float | None = None
         self._recent: float | None = None
         self._increases = 0
@@ -227,9 +251,17 @@ class ConcurrencyLimit:
         full = self._full_at
         if full is None or started <= full + _SAME_INSTANT:
             return  # it started with fewer calls in flight than the limit
-        self._n += 1
-        self._sum += max(latency, _FLOOR)
-        if self._n >= max(ROUND, self._limit // 2):
+        samples = self._samples
+        samples.append(max(latency, _FLOOR))
+        # The first answers after the limit filled are the fastest calls of the wave that
+        # filled it; on a real loop a whole wave starts in one iteration, and the calls
+        # past the knee are its slowest. A verdict waits for a call that started after
+        # an answer (so with the limit truly in flight) and that one call's answer.
+        if self._first_end is None:
+            self._first_end = now
+        elif started > self._first_end:
+            self._settled = True
+        if self._settled and len(samples) >= max(ROUND, self._limit // 2):
             self._end_round(now)
 
     def on_overload(self, now: float) -> None:
@@ -253,7 +285,14 @@ class ConcurrencyLimit:
             self._ceiling = limit
 
     def _end_round(self, now: float) -> None:
-        latency = self._sum / self._n
+        if self._warming:
+            self._warming = False
+            self._changed_at, self._samples = now, []
+            self._first_end, self._settled = None, False
+            return
+        samples = sorted(self._samples)
+        del samples[max(1, math.ceil(len(samples) * KEPT)) :]
+        latency = sum(samples) / len(samples)
         self._recent = latency
         self._calm += 1
         if self._ceiling is not None and self._calm >= CALM:
@@ -264,6 +303,7 @@ class ConcurrencyLimit:
         if base is None or latency < base:
             self._base = latency
         rate = self._limit / latency  # Little's law; latency >= _FLOOR
+        strikes, self._strikes = self._strikes, 0
         phase = self._phase
         if phase is _Phase.UP or (phase is _Phase.START and self._limit > self._good):
             if queueing or rate < self._good_rate * (1 - DROP):
@@ -278,13 +318,19 @@ class ConcurrencyLimit:
                 return
             self._good, self._good_rate = self._limit, rate
             self._set(self._limit - 1, now)  # better: try one lower still
+        elif queueing and strikes + 1 < STRIKES:
+            # One slow round alone may be the client's lag: measure the same level again.
+            self._strikes = strikes + 1
+            self._set(self._limit, now)
         elif queueing and self._cut_latency is not None and latency > self._cut_latency * SETTLED:
             # The last cut did not bring latency down: the store is slower, not queueing.
             self._base, self._cut_latency = latency, None
             self._set(self._limit, now)
         elif queueing:
             assert base is not None  # queueing needs a baseline
-            self._back_off(now, base / latency, gated=False)
+            # Cut to where the latency would be within tolerance if it grew with the calls
+            # in flight: a level just past the knee loses little, a runaway one half.
+            self._back_off(now, base * TOLERANCE / latency, gated=False)
             self._cut_latency = latency
         else:  # a good round at the good level
             self._good_rate, self._cut_latency = rate, None
@@ -301,7 +347,7 @@ class ConcurrencyLimit:
         """Probe above the good level: by GROWTH at the start, then by the step."""
         most = max(1, int(self._limit * (GROWTH - 1)))  # bounds the cost of an overshoot
         if self._phase is _Phase.START:
-            step = most
+            step = max(1, int(self._limit * (START - 1)))
         else:
             self._phase, step = _Phase.UP, min(self._step, most)
         grown = self._limit + step
@@ -338,11 +384,13 @@ class ConcurrencyLimit:
         elif limit < self._limit:
             self._decreases += 1
             self._cut_at = now
+        self._warming = limit > self._limit
         self._limit = limit
         self._changed_at = now
         self._full_at = None
-        self._n = 0
-        self._sum = 0.0
+        self._samples = []
+        self._first_end = None
+        self._settled = False
 
     def statistics(self) -> ConcurrencyStatistics:
         return ConcurrencyStatistics(

@@ -222,10 +222,10 @@ def test_after_an_overload_it_probes_no_higher_than_where_the_store_refused() ->
         seen.append(conc.limit)
         return conc.acquire_ok(at, in_flight)
 
-    simulate(store, admit, report, 0.2)  # fewer rounds than CALM
+    simulate(store, admit, report, 0.5)  # fewer rounds than CALM
     assert max(seen) == 40  # back up to where it was refused, and no further
     seen.clear()
-    simulate(store, admit, report, 2.0, start=0.2)  # calm for long: the cap rises
+    simulate(store, admit, report, 3.0, start=0.5)  # calm for long: the cap rises
     assert max(seen) > 40
 
 
