@@ -186,7 +186,9 @@ async def test_postgres_backends_killed_mid_run_are_ridden_through_by_retries(
             table,
             on="userID",
             max_batch_size=20,
-            retry=fixed_delay(5, 0.05),
+            # Generous: three kills 0.1 s apart must not exhaust a lookup's retries, even
+            # on a busy machine where reconnecting takes a while.
+            retry=fixed_delay(30, 0.05),
             on_error="dead_letter",
         )
         .sink_to(sinks.collect())
@@ -194,7 +196,7 @@ async def test_postgres_backends_killed_mid_run_are_ridden_through_by_retries(
     run = asyncio.ensure_future(env.execute_async())
     killed = 0
     while not run.done() and killed < 3:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
         killed += await asyncio.to_thread(terminate_backends, postgres_server) > 0
     result = await run
     assert killed >= 1, "the job ended before a backend could be killed"
