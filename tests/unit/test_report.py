@@ -186,6 +186,22 @@ def test_reasons_are_counted_from_the_errors_file(tmp_path: Path) -> None:
     assert count_reasons(tmp_path / "nope.jsonl", [])[1].endswith("not written")
 
 
+def test_reason_counting_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncwait.cli import report
+
+    monkeypatch.setattr(report, "_MAX_REASONS", 3)
+    monkeypatch.setattr(report, "_MAX_ERROR_LINES", 8)
+    errors = tmp_path / "errors.jsonl"
+    lines = [{"kind": "bad_input", "reason": f"r{i % 5} " + "x" * 1000} for i in range(10)]
+    errors.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    found, note = count_reasons(errors, [])
+    assert sum(found.values()) == 8
+    assert note == f"{errors}: its first 8 entries"
+    assert len(found) == 4  # three reasons, then the others as one
+    assert found["(other reasons)"] == 2  # r3 and r4 (lines 3, 4), new past the third
+    assert max(len(reason) for reason in found) <= report._REASON_CHARS
+
+
 def test_the_report_replaces_a_file_atomically(tmp_path: Path) -> None:
     path = tmp_path / "report.html"
     path.write_text("old")

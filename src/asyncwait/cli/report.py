@@ -35,6 +35,9 @@ _MAX_POINTS: Final = 1000  # samples kept over the whole run
 _MAX_ERROR_LINES: Final = 1_000_000  # errors file entries counted, at most
 _MAX_ERROR_BYTES: Final = 256 << 20  # ... and bytes read of it
 _TOP_REASONS: Final = 20  # reasons shown; the rest are added up as one bar
+_MAX_REASONS: Final = 10_000  # distinct reasons counted; later new ones count as one
+_REASON_CHARS: Final = 300  # of a reason: the rest is the event it quotes
+_OTHERS: Final = "(other reasons)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +152,10 @@ def count_reasons(
 ) -> tuple[Counter[str], str]:
     """The errors by reason, and a note on where they were counted from.
 
-    Reads the errors file (its first ``_MAX_ERROR_LINES`` entries at most) when there is
-    one, else the result's first few samples. A reason is ``kind: reason``.
+    Reads the errors file (its first ``_MAX_ERROR_LINES`` entries or ``_MAX_ERROR_BYTES``
+    at most) when there is one, else the result's first few samples. A reason is
+    ``kind: reason``, cut at ``_REASON_CHARS``; past ``_MAX_REASONS`` distinct ones, new
+    reasons are counted as one, so memory stays bounded however varied they are.
     """
     found: Counter[str] = Counter()
     if errors_path is None:
@@ -158,17 +163,21 @@ def count_reasons(
             found[_reason(sample)] += 1
         note = "no errors file: only the first bad elements are known"
         return found, note if samples else "no errors file"
-    read = 0
+    entries = read = 0
     try:
         with errors_path.open("rb") as lines:
             for line in lines:
                 read += len(line)
-                if sum(found.values()) >= _MAX_ERROR_LINES or read > _MAX_ERROR_BYTES:
-                    return found, f"{errors_path}: the first {sum(found.values()):,} entries"
+                if entries >= _MAX_ERROR_LINES or read > _MAX_ERROR_BYTES:
+                    return found, f"{errors_path}: its first {entries:,} entries"
                 with contextlib.suppress(ValueError):
                     entry = json.loads(line)
                     if isinstance(entry, dict):
-                        found[_reason(entry)] += 1
+                        reason = _reason(entry)
+                        if reason not in found and len(found) >= _MAX_REASONS:
+                            reason = _OTHERS
+                        found[reason] += 1
+                        entries += 1
     except FileNotFoundError:
         return found, f"{errors_path}: not written"
     except OSError as exc:
@@ -178,7 +187,7 @@ def count_reasons(
 
 def _reason(entry: Mapping[str, Any]) -> str:
     kind = entry.get("kind", "bad_input")
-    return f"{kind}: {entry.get('reason', '?')}"
+    return f"{kind}: {entry.get('reason', '?')}"[:_REASON_CHARS]
 
 
 def _rates(samples: Sequence[_Sample], field: str) -> list[tuple[float, float]]:
