@@ -231,10 +231,11 @@ def _charts_of(samples: Sequence[_Sample], final: Any) -> list[tuple[str, str, s
     ]
     names = list(dict.fromkeys(name for s in samples for name in s.operators))
     for op in getattr(final, "operators", ()):
+        if not op.capacity:
+            continue  # map/filter: no latency of their own
         columns = _histogram(getattr(op, "latency", None))
         body = column_chart(f"latency of {op.name}", columns) if columns else ""
-        if op.capacity:
-            charts.append(("latency", f"Latency distribution: {op.name}", body))
+        charts.append(("latency", f"Latency distribution: {op.name}", body))
     for name in names:
         at = _at(samples, name)
         lines = [
