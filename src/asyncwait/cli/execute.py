@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..prometheus import MetricsEndpoint
     from ..runtime import StreamEnvironment
     from .progress import Display
+    from .report import RunRecorder
     from .views import ProgressView
 
 __all__ = (
@@ -74,20 +75,23 @@ def execute_job(
     wrap_lookup: Callable[[Any], Any] | None = None,
     loop: str = "auto",
     metrics: MetricsEndpoint | None = None,
+    report: Path | None = None,
 ) -> int:
     """Build and run ``spec``: the one code path of both ``run`` and ``demo``.
 
-    The ``--json-summary`` file is locked for the whole run, like the job's own outputs
-    (which the job locks), so two runs never write one summary. ``metrics`` (already
-    listening, so a port in use was refused before) serves the job's metrics while it
-    runs and is closed at the end, whatever happens.
+    The ``--json-summary`` and ``--report`` files are locked for the whole run, like the
+    job's own outputs (which the job locks), so two runs never write one of them.
+    ``metrics`` (already listening, so a port in use was refused before) serves the
+    job's metrics while it runs and is closed at the end, whatever happens.
     """
     summary_lock = Locks([])
     name_job(spec.name)
     try:
-        if json_summary is not None:
-            use = PathUse("--json-summary", json_summary, Access.WRITE)
-            summary_lock = lock_outputs(check_no_alias([use], owner=""), owner=str(spec.file))
+        uses = [PathUse("--json-summary", json_summary, Access.WRITE)] if json_summary else []
+        if report is not None:
+            uses.append(PathUse("--report", report, Access.WRITE))
+        if uses:
+            summary_lock = lock_outputs(check_no_alias(uses, owner=""), owner=str(spec.file))
         with summary_lock:
             return _execute_job(
                 spec,
@@ -99,6 +103,7 @@ def execute_job(
                 wrap_lookup=wrap_lookup,
                 loop=loop,
                 metrics=metrics,
+                report=report,
             )
     finally:
         if metrics is not None:
@@ -116,8 +121,10 @@ def _execute_job(
     wrap_lookup: Callable[[Any], Any] | None,
     loop: str,
     metrics: MetricsEndpoint | None,
+    report: Path | None,
 ) -> int:
     from .progress import LineDisplay, LiveDisplay, NullDisplay
+    from .report import RunRecorder
     from .summary import print_summary, summarize, write_json_summary
     from .views import ProgressView
 
@@ -140,6 +147,7 @@ def _execute_job(
     else:
         display = LineDisplay(sys.stderr)
     errors_path = spec.errors.path if spec.errors else None
+    recorder = RunRecorder() if report is not None else None
     failure: BaseException | None = None
     try:
         # A streaming job allocates many short-lived objects and keeps few: full
@@ -147,7 +155,7 @@ def _execute_job(
         # process, so it may make them rarer.
         gc.set_threshold(50_000, 20, 100)
         _keep_freed_memory()
-        result = _run_loop(_drive(env, display, metrics), loop)
+        result = _run_loop(_drive(env, display, metrics, recorder), loop)
     except KeyboardInterrupt:
         display.close()
         error(f"job {spec.name!r} interrupted")
@@ -200,6 +208,11 @@ def _execute_job(
         except OSError as exc:
             error(f"cannot write the JSON summary to {json_summary}: {exc}")
             return EXIT_FAILED
+    if report is not None and recorder is not None:
+        final = env.progress() if failure is not None else result
+        samples = () if failure is not None else getattr(result, "error_samples", ())
+        if not _write_report(report, recorder, summary, final, errors_path, samples):
+            return EXIT_FAILED
     if json_logs():
         if not quiet:
             level = "error" if failure is not None else "info"
@@ -225,6 +238,28 @@ def _execute_job(
         else:
             print(f"stopped: {message}", file=sys.stderr, flush=True)
     return EXIT_OK
+
+
+def _write_report(
+    path: Path,
+    recorder: RunRecorder,
+    summary: dict[str, Any],
+    final: Any,
+    errors_path: Path | None,
+    error_samples: Any,
+) -> bool:
+    """Write the ``--report`` page; False (and an error line) when it cannot be written."""
+    from .report import count_reasons, render_report, write_report
+
+    recorder.finish(final)
+    reasons, note = count_reasons(errors_path, error_samples)
+    page = render_report(summary, recorder.samples, final, reasons, note)
+    try:
+        write_report(path, page)
+    except OSError as exc:
+        error(f"--report: cannot write the run report to {path}: {exc.strerror or exc}")
+        return False
+    return True
 
 
 def _reader_gone(*, debug: bool, exc: BaseException) -> int:
@@ -307,18 +342,24 @@ def _run_loop(main: Coroutine[Any, Any, Any], loop: str) -> Any:
     return asyncio.run(main)
 
 
-async def _drive(env: StreamEnvironment, display: Display, metrics: MetricsEndpoint | None) -> Any:
+async def _drive(
+    env: StreamEnvironment,
+    display: Display,
+    metrics: MetricsEndpoint | None,
+    recorder: RunRecorder | None,
+) -> Any:
     """Run the job, feeding ``display`` a progress snapshot every ``_POLL_INTERVAL`` s.
 
-    ``metrics`` serves ``/metrics`` on this loop from before the job starts until it ended.
+    ``metrics`` serves ``/metrics`` on this loop from before the job starts until it ended;
+    ``recorder`` keeps the same snapshots for the ``--report`` page.
     """
     async with contextlib.AsyncExitStack() as stack:
         if metrics is not None:
             await stack.enter_async_context(metrics)
-        return await _watch(env, display)
+        return await _watch(env, display, recorder)
 
 
-async def _watch(env: StreamEnvironment, display: Display) -> Any:
+async def _watch(env: StreamEnvironment, display: Display, recorder: RunRecorder | None) -> Any:
     from .views import ProgressView
 
     view: Callable[[Any], ProgressView] = ProgressView.of
@@ -330,7 +371,10 @@ async def _watch(env: StreamEnvironment, display: Display) -> Any:
             done, _ = await asyncio.wait({job}, timeout=_POLL_INTERVAL)
             if done:
                 return job.result()
-            display.update(view(env.progress()))
+            progress = env.progress()
+            display.update(view(progress))
+            if recorder is not None:
+                recorder.sample(progress)
     finally:
         loop = asyncio.get_running_loop()
         for signum in handled:

@@ -2,12 +2,14 @@
 
 ::
 
-    asyncwait run JOB.toml [--fresh] [--quiet] [--json-summary FILE] [--max-errors N]
+    asyncwait run JOB.toml [--fresh] [--quiet] [--json-summary FILE] [--report FILE]
+                  [--max-errors N]
                   [--metrics-port N [--metrics-host HOST]] [--log-format human|json]
                   [--log-level LEVEL]
     asyncwait validate JOB.toml [--json-summary FILE]
     asyncwait demo [--events N] [--users M] [--dir DIR] [--mode MODE] [--capacity C]
-                   [--latency-ms MS] [--no-cache] [--quiet] [--json-summary FILE] [--seed S]
+                   [--latency-ms MS] [--no-cache] [--quiet] [--json-summary FILE]
+                   [--report FILE] [--seed S]
 
 Exit status: 0 success, 1 the job failed, 2 a bad command line or job file. Errors are one
 line on stderr (``error: ...``) naming the file, field, operator or element; ``--debug``
@@ -33,6 +35,7 @@ from ..errors import CheckpointWarning, ConfigError
 from ..operator import OutputMode
 from .execute import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, execute_job
 from .logs import LEVELS, LogFormat, json_logs, library_logs, say
+from .report import check_report
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -99,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
     output.add_argument(
         "--json-summary", metavar="FILE", type=Path, help="also write the summary as JSON"
+    )
+    output.add_argument(
+        "--report",
+        metavar="FILE",
+        type=Path,
+        help="write a self-contained HTML run report (charts of throughput, latency, "
+        "in-flight, cache hits, errors) to FILE at the end",
     )
     output.add_argument(
         "--metrics-port",
@@ -302,6 +312,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.max_errors is not None:
         spec = spec.with_max_errors(args.max_errors)
     jobfile.check(spec, json_summary=args.json_summary)  # the checks of `validate`
+    if args.report is not None:
+        check_report(args.report, spec, json_summary=args.json_summary)
     return execute_job(
         spec,
         console,
@@ -311,6 +323,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         fresh=args.fresh,
         loop=args.loop,
         metrics=_metrics_endpoint(args, spec.metrics, spec.file),
+        report=args.report,
     )
 
 
@@ -351,9 +364,9 @@ def _metrics_endpoint(
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
 
-    if args.json_summary is not None:  # before the data is generated, not after
-        summary = PathUse("--json-summary", args.json_summary, Access.WRITE)
-        check_outputs([summary], owner="")
+    wanted = {"--json-summary": args.json_summary, "--report": args.report}
+    outputs = [PathUse(opt, path, Access.WRITE) for opt, path in wanted.items() if path]
+    check_outputs(outputs, owner="")  # before the data is generated, not after
     metrics = _metrics_endpoint(args, None, None)  # a port in use: refused before, too
     try:
         return _demo_run(args, console, metrics)
@@ -390,6 +403,8 @@ def _demo_run(args: argparse.Namespace, console: Console, metrics: MetricsEndpoi
         )
     spec = jobfile.load(job_path)
     jobfile.check(spec, json_summary=args.json_summary)
+    if args.report is not None:
+        check_report(args.report, spec, json_summary=args.json_summary)
     assert metrics is None or spec.metrics is None  # the demo's job file has no [metrics]
     wrap = demo.slowed(args.latency_ms / 1000) if args.latency_ms else None
     code = execute_job(
@@ -401,6 +416,7 @@ def _demo_run(args: argparse.Namespace, console: Console, metrics: MetricsEndpoi
         wrap_lookup=wrap,
         loop=args.loop,
         metrics=metrics,
+        report=args.report,
     )
     if code == EXIT_OK and not args.quiet:
         _note(console, f"enriched events: {spec.sink.path}", "demo_output")
