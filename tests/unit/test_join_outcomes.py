@@ -19,7 +19,9 @@ from asyncwait import (
     AsyncFunction,
     AsyncFunctionError,
     AsyncWaitOperator,
+    ClosedError,
     ConfigError,
+    Metrics,
     OutputMode,
     Record,
     RuntimeContext,
@@ -222,6 +224,18 @@ async def test_a_timed_out_lookup_counts_as_failed() -> None:
     await op.close()
     stats = join.statistics()
     assert (stats.matched, stats.missed, stats.failed) == (0, 0, 1)
+
+
+async def test_a_lookup_started_on_a_closed_join_counts_as_failed() -> None:
+    join = LookupJoin(MemoryTable({1}), on="k")
+    await join.open(RuntimeContext("j", Metrics("j"), 10))
+    await join.close()
+    with pytest.raises(ClosedError):
+        join.start_call({"k": 1}, lambda handle, outputs, error: None)
+    with pytest.raises(ClosedError):
+        await join.async_invoke({"k": 1})
+    stats = join.statistics()
+    assert (stats.matched, stats.missed, stats.failed) == (0, 0, 2)
 
 
 # --------------------------------------------------------------------------- the warning

@@ -20,9 +20,6 @@ from .plan import AsyncSpec, JobPlan, Pipeline, StepSpec, output_mode
 
 __all__ = ("DataStream",)
 
-# attempt_timeout, on_error, default: an operator's policy for an element that failed.
-_Policy = tuple[float | None, OnError | str, Callable[[Any, BaseException], Iterable[Any]] | None]
-
 T = TypeVar("T")
 U = TypeVar("U")
 S = TypeVar("S", bound=Sink)
@@ -103,30 +100,10 @@ class DataStream(Generic[T]):
         )
 
     def _async(
-        self,
-        kind: str,
-        function: Any,
-        mode: OutputMode,
-        capacity: int,
-        timeout: float | None,
-        retry: RetryStrategy,
-        key: Callable[[Any], Hashable] | None,
-        name: str | None,
-        policy: _Policy | None = None,
+        self, kind: str, function: Any, mode: OutputMode, name: str | None, **options: Any
     ) -> DataStream[Any]:
-        attempt_timeout, on_error, default = policy or (None, OnError.FAIL, None)
-        spec = AsyncSpec(
-            function,
-            mode,
-            capacity,
-            timeout,
-            retry,
-            key,
-            self._plan.step_name(kind, name),
-            attempt_timeout,
-            on_error,
-            default,
-        )
+        """Add an async stage; ``options`` are :class:`AsyncSpec`'s (capacity, timeout...)."""
+        spec = AsyncSpec(function, mode, name=self._plan.step_name(kind, name), **options)
         spec.operator(function)  # validates every option now, with the operator's messages
         return self._then(spec)
 
@@ -154,17 +131,18 @@ class DataStream(Generic[T]):
         ``"default"`` emits ``default(value, error)``. ``attempt_timeout`` abandons one slow
         attempt (retried while ``timeout`` allows).
         """
-        policy = (attempt_timeout, on_error, default)
         return self._async(
             "ordered_wait",
             function,
             OutputMode.ORDERED,
-            capacity,
-            timeout,
-            retry,
-            None,
             name,
-            policy,
+            capacity=capacity,
+            timeout=timeout,
+            retry=retry,
+            key=None,
+            attempt_timeout=attempt_timeout,
+            on_error=on_error,
+            default=default,
         )
 
     def unordered_wait(
@@ -180,17 +158,18 @@ class DataStream(Generic[T]):
         name: str | None = None,
     ) -> DataStream[U]:
         """As :meth:`ordered_wait`, but outputs in completion order, never across a watermark."""
-        policy = (attempt_timeout, on_error, default)
         return self._async(
             "unordered_wait",
             function,
             OutputMode.UNORDERED,
-            capacity,
-            timeout,
-            retry,
-            None,
             name,
-            policy,
+            capacity=capacity,
+            timeout=timeout,
+            retry=retry,
+            key=None,
+            attempt_timeout=attempt_timeout,
+            on_error=on_error,
+            default=default,
         )
 
     def key_ordered_wait(
@@ -215,12 +194,14 @@ class DataStream(Generic[T]):
             "key_ordered_wait",
             function,
             OutputMode.KEY_ORDERED,
-            capacity,
-            timeout,
-            retry,
-            key,
             name,
-            (attempt_timeout, on_error, default),
+            capacity=capacity,
+            timeout=timeout,
+            retry=retry,
+            key=key,
+            attempt_timeout=attempt_timeout,
+            on_error=on_error,
+            default=default,
         )
 
     def lookup_join(
@@ -329,12 +310,14 @@ class DataStream(Generic[T]):
             "lookup_join",
             function,
             chosen,
-            capacity,
-            timeout,
-            retry,
-            key,
             name,
-            (attempt_timeout, on_error, fallback),
+            capacity=capacity,
+            timeout=timeout,
+            retry=retry,
+            key=key,
+            attempt_timeout=attempt_timeout,
+            on_error=on_error,
+            default=fallback,
         )
 
     def sink_to(self, sink: S) -> S:
